@@ -1,0 +1,65 @@
+"""What differential and grouped differential attention share: lambda, the sub-norm and the combine.
+
+Differential Transformer (arXiv 2410.05258), Eq. 1-3, as used by Motif-2 (SPEC section 2):
+  A = softmax(Q1 K1^T / sqrt(d)) - lambda * softmax(Q2 K2^T / sqrt(d)),  out = A V
+  lambda = exp(lq1 . lk1) - exp(lq2 . lk2) + lambda_init,   lambda_init(l) = 0.8 - 0.6 exp(-0.3 l)
+  head_out = (1 - lambda_init) * subln(out)
+Since A V = softmax(Q1 K1^T) V - lambda * softmax(Q2 K2^T) V, each branch is one SDPA call.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from components.attention.base import Attention
+from components.norms import RMSNorm
+
+LAMBDA_VECTOR_STD = 0.1
+
+
+def lambda_init(layer_idx: int) -> float:
+    """lambda_init(l) = 0.8 - 0.6 * exp(-0.3 * l) for the 0-based layer index l (Diff Transformer, Sec. 2.1)."""
+    return 0.8 - 0.6 * math.exp(-0.3 * layer_idx)
+
+
+class DifferentialAttentionBase(Attention):
+    """Owns the re-parameterised lambda (one per layer, shared by all heads) and the per-head sub-norm.
+
+    Parameter names follow the public Motif-2 checkpoint: ``lambda_q1, lambda_k1, lambda_q2, lambda_k2``
+    (fp32 vectors of size head_dim, init N(0, 0.1^2)) and ``subln.weight`` (size 2 * head_dim).
+    """
+
+    def __init__(self, head_dim: int, layer_idx: int, subln_eps: float) -> None:
+        super().__init__()
+        self.head_dim = head_dim
+        self.lambda_init = lambda_init(layer_idx)
+        self.lambda_q1 = nn.Parameter(torch.empty(head_dim, dtype=torch.float32))
+        self.lambda_k1 = nn.Parameter(torch.empty(head_dim, dtype=torch.float32))
+        self.lambda_q2 = nn.Parameter(torch.empty(head_dim, dtype=torch.float32))
+        self.lambda_k2 = nn.Parameter(torch.empty(head_dim, dtype=torch.float32))
+        self.subln = RMSNorm(2 * head_dim, eps=subln_eps)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for vector in (self.lambda_q1, self.lambda_k1, self.lambda_q2, self.lambda_k2):
+            nn.init.normal_(vector, mean=0.0, std=LAMBDA_VECTOR_STD)
+
+    def lambda_value(self) -> torch.Tensor:
+        """lambda = exp(lq1 . lk1) - exp(lq2 . lk2) + lambda_init, an fp32 scalar."""
+        first = torch.exp(torch.sum(self.lambda_q1.float() * self.lambda_k1.float()))
+        second = torch.exp(torch.sum(self.lambda_q2.float() * self.lambda_k2.float()))
+        return first - second + self.lambda_init
+
+    def combine(self, signal: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """(1 - lambda_init) * subln(signal - lambda * noise), per head over its 2 * head_dim values.
+
+        ``signal`` and ``noise`` are (batch, seq, heads, 2 * head_dim), ``noise`` already expanded to one
+        entry per signal head. Returns (batch, seq, heads * 2 * head_dim) for o_proj.
+        """
+        difference = signal.float() - self.lambda_value() * noise.float()
+        out = self.subln(difference) * (1.0 - self.lambda_init)
+        return out.to(signal.dtype).flatten(2)
+
+    def statistics(self) -> dict[str, torch.Tensor]:
+        return {"lambda": self.lambda_value().detach()}

@@ -1,0 +1,45 @@
+"""Grouped-query attention (MHA when num_kv_heads == num_heads): the ablation baseline."""
+
+from dataclasses import dataclass
+
+import torch
+
+from components.attention.base import Attention, AttentionConfig, causal_attention
+from components.config_error import require
+from components.layers import Linear, WeightInit
+from components.rope import apply_rotary
+
+
+@dataclass(kw_only=True)
+class GroupedQueryAttentionConfig(AttentionConfig):
+    """Standard softmax attention with ``num_kv_heads`` key/value heads shared by groups of query heads."""
+
+    num_heads: int = 32
+    num_kv_heads: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.num_heads >= 1, self, "num_heads", "use at least one query head")
+        require(self.num_kv_heads >= 1, self, "num_kv_heads", "use at least one key/value head")
+        require(self.num_heads % self.num_kv_heads == 0, self, "num_kv_heads",
+                f"must divide num_heads = {self.num_heads} (each key/value head serves a whole group of query heads)")
+
+    def build(self, hidden_size: int, layer_idx: int, init: WeightInit) -> "GroupedQueryAttention":
+        return GroupedQueryAttention(self, hidden_size, init)
+
+
+class GroupedQueryAttention(Attention):
+    def __init__(self, config: GroupedQueryAttentionConfig, hidden_size: int, init: WeightInit) -> None:
+        super().__init__()
+        self.num_heads, self.num_kv_heads, self.head_dim = config.num_heads, config.num_kv_heads, config.head_dim
+        self.q_proj = Linear(hidden_size, self.num_heads * self.head_dim, init.std)
+        self.k_proj = Linear(hidden_size, self.num_kv_heads * self.head_dim, init.std)
+        self.v_proj = Linear(hidden_size, self.num_kv_heads * self.head_dim, init.std)
+        self.o_proj = Linear(self.num_heads * self.head_dim, hidden_size, init.output_std)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        batch, seq, _ = x.shape
+        q = apply_rotary(self.q_proj(x).view(batch, seq, self.num_heads, self.head_dim), cos, sin)
+        k = apply_rotary(self.k_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim), cos, sin)
+        v = self.v_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim)
+        return self.o_proj(causal_attention(q, k, v).reshape(batch, seq, -1))

@@ -1,0 +1,73 @@
+"""Grouped Differential Attention (arXiv 2510.06949), the Motif-2-12.7B attention (SPEC section 2).
+
+G groups, each with ``signal_noise_ratio`` (r) signal heads and one noise head. Layout of the public
+checkpoint, kept so a converter needs no permutation:
+  q_proj -> G groups of (r + 1) consecutive heads: r signal heads, then the group's noise head
+  k_proj -> G pairs [k1_0, k2_0, k1_1, k2_1, ...]; v_proj -> G pairs [v1_0, v2_0, ...]
+Signal head (g, j) attends with k1_g, noise head g with k2_g; both read [v1_g ; v2_g] (2 * head_dim).
+  out = out_signal - lambda * repeat_interleave(out_noise, r);  o_proj((1 - lambda_init) * subln(out))
+With r = 1 this is plain differential attention.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from components.attention.base import AttentionConfig, causal_attention
+from components.attention.differential_base import DifferentialAttentionBase
+from components.config_error import require
+from components.layers import Linear, WeightInit
+from components.rope import apply_rotary
+
+
+@dataclass(kw_only=True)
+class GroupedDifferentialAttentionConfig(AttentionConfig):
+    """GDA with ``num_noise_heads`` groups of ``signal_noise_ratio`` signal heads (12.7B: 8 and 4)."""
+
+    num_noise_heads: int = 8
+    """G: noise heads, equal to the number of groups and of (k1, k2) / (v1, v2) pairs."""
+    signal_noise_ratio: int = 4
+    """r: signal heads per noise head; 1 gives plain differential attention."""
+    subln_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.num_noise_heads >= 1, self, "num_noise_heads", "use at least one noise head (one group)")
+        require(self.signal_noise_ratio >= 1, self, "signal_noise_ratio",
+                "each group needs at least one signal head: use 1 for plain differential attention, 4 for Motif-2")
+
+    @property
+    def num_heads(self) -> int:
+        """Query heads in q_proj: G * (r + 1) (40 for the 12.7B model)."""
+        return self.num_noise_heads * (self.signal_noise_ratio + 1)
+
+    @property
+    def num_kv_heads(self) -> int:
+        """Key heads in k_proj (and value heads in v_proj): 2 * G (16 for the 12.7B model)."""
+        return 2 * self.num_noise_heads
+
+    def build(self, hidden_size: int, layer_idx: int, init: WeightInit) -> "GroupedDifferentialAttention":
+        return GroupedDifferentialAttention(self, hidden_size, layer_idx, init)
+
+
+class GroupedDifferentialAttention(DifferentialAttentionBase):
+    def __init__(
+        self, config: GroupedDifferentialAttentionConfig, hidden_size: int, layer_idx: int, init: WeightInit
+    ) -> None:
+        super().__init__(config.head_dim, layer_idx, config.subln_eps)
+        self.groups, self.ratio = config.num_noise_heads, config.signal_noise_ratio
+        d = self.head_dim
+        self.q_proj = Linear(hidden_size, config.num_heads * d, init.std)
+        self.k_proj = Linear(hidden_size, config.num_kv_heads * d, init.std)
+        self.v_proj = Linear(hidden_size, config.num_kv_heads * d, init.std)
+        self.o_proj = Linear(self.groups * self.ratio * 2 * d, hidden_size, init.output_std)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        batch, seq, _ = x.shape
+        g, r, d = self.groups, self.ratio, self.head_dim
+        q = apply_rotary(self.q_proj(x).view(batch, seq, g * (r + 1), d), cos, sin).view(batch, seq, g, r + 1, d)
+        k = apply_rotary(self.k_proj(x).view(batch, seq, 2 * g, d), cos, sin)
+        v = self.v_proj(x).view(batch, seq, g, 2 * d)
+        signal = causal_attention(q[:, :, :, :r].reshape(batch, seq, g * r, d), k[:, :, 0::2], v)
+        noise = causal_attention(q[:, :, :, r], k[:, :, 1::2], v)
+        return self.o_proj(self.combine(signal, noise.repeat_interleave(r, dim=2)))

@@ -1,0 +1,32 @@
+"""Pre-norm decoder block: h = x + attn(norm(x)); out = h + mlp(norm(h))."""
+
+import torch
+from torch import nn
+
+from components.attention.base import AttentionConfig
+from components.layers import WeightInit
+from components.mlp.base import MLPConfig
+from components.norms import RMSNorm
+
+
+class DecoderBlock(nn.Module):
+    """One transformer layer; attribute names match the public checkpoint (``model.layers.{i}.*``)."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        layer_idx: int,
+        attention: AttentionConfig,
+        mlp: MLPConfig,
+        norm_eps: float,
+        init: WeightInit,
+    ) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(hidden_size, norm_eps)
+        self.self_attn = attention.build(hidden_size, layer_idx, init)
+        self.post_attention_layernorm = RMSNorm(hidden_size, norm_eps)
+        self.mlp = mlp.build(hidden_size, init)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        h = x + self.self_attn(self.input_layernorm(x), cos, sin)
+        return h + self.mlp(self.post_attention_layernorm(h))

@@ -1,0 +1,59 @@
+"""PolyNorm-gated MLP of Motif-2 (SPEC section 3): down_proj(PolyNorm(gate_proj(x)) * up_proj(x))."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from components.config_error import require
+from components.layers import Linear, WeightInit
+from components.mlp.base import MLP, MLPConfig
+from kernels.polynorm import polynorm
+
+
+class PolyNorm(nn.Module):
+    """w0 * N(x^3) + w1 * N(x^2) + w2 * N(x) + b with learnable ``weight`` [3] (init 1/3) and ``bias`` [1] (init 0)."""
+
+    def __init__(self, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.empty(3))
+        self.bias = nn.Parameter(torch.empty(1))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.constant_(self.weight, 1.0 / 3.0)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return polynorm(x, self.weight, self.bias, self.eps)
+
+
+@dataclass(kw_only=True)
+class PolyNormMLPConfig(MLPConfig):
+    """Gated MLP whose gate goes through PolyNorm (``act_fn`` in the public checkpoint)."""
+
+    eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.eps > 0, self, "eps", "PolyNorm divides by sqrt(mean + eps): use a small positive eps like 1e-6")
+
+    def build(self, hidden_size: int, init: WeightInit) -> "PolyNormMLP":
+        return PolyNormMLP(hidden_size, self.intermediate_size, self.eps, init)
+
+
+class PolyNormMLP(MLP):
+    def __init__(self, hidden_size: int, intermediate_size: int, eps: float, init: WeightInit) -> None:
+        super().__init__()
+        self.gate_proj = Linear(hidden_size, intermediate_size, init.std)
+        self.up_proj = Linear(hidden_size, intermediate_size, init.std)
+        self.down_proj = Linear(intermediate_size, hidden_size, init.output_std)
+        self.act_fn = PolyNorm(eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+    def statistics(self) -> dict[str, torch.Tensor]:
+        w, b = self.act_fn.weight.detach(), self.act_fn.bias.detach()
+        return {"polynorm_w0_cube": w[0], "polynorm_w1_square": w[1], "polynorm_w2_linear": w[2], "polynorm_bias": b[0]}

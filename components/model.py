@@ -1,0 +1,98 @@
+"""The Motif-2 decoder-only language model: embed -> blocks -> final norm -> lm_head.
+
+Module names give the state-dict keys of the public checkpoint (SPEC section 7), e.g.
+``model.layers.0.self_attn.q_proj.weight`` and ``lm_head.weight``.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from components.attention.base import AttentionConfig
+from components.block import DecoderBlock
+from components.config_error import require
+from components.layers import Embedding, Linear, WeightInit
+from components.mlp.base import MLPConfig
+from components.norms import RMSNorm
+from components.rope import rotary_cos_sin
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """Sizes of the transformer and the configs of its swappable parts."""
+
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    attention: AttentionConfig
+    mlp: MLPConfig
+    max_position_embeddings: int = 4096
+    rope_theta: float = 1e6
+    norm_eps: float = 1e-6
+    tie_word_embeddings: bool = False
+    init_std: float = 0.02
+    """Weights are N(0, init_std^2); projections into the residual stream use init_std / sqrt(2 * num_layers)."""
+
+    def __post_init__(self) -> None:
+        for field in ("vocab_size", "hidden_size", "num_layers", "max_position_embeddings"):
+            require(getattr(self, field) >= 1, self, field, "must be a positive integer")
+        require(self.rope_theta > 0, self, "rope_theta", "RoPE base must be positive (Motif-2: 1e6)")
+        require(self.norm_eps > 0, self, "norm_eps", "use a small positive eps like 1e-6")
+        require(self.init_std > 0, self, "init_std", "use a positive standard deviation such as 0.02")
+
+    @property
+    def weight_init(self) -> WeightInit:
+        return WeightInit(std=self.init_std, output_std=self.init_std / math.sqrt(2 * self.num_layers))
+
+
+class MotifTransformer(nn.Module):
+    """Token embedding, decoder blocks and final norm; returns normalised hidden states."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        init = config.weight_init
+        self.embed_tokens = Embedding(config.vocab_size, config.hidden_size, init.std)
+        self.layers = nn.ModuleList(
+            DecoderBlock(config.hidden_size, i, config.attention, config.mlp, config.norm_eps, init)
+            for i in range(config.num_layers)
+        )
+        self.norm = RMSNorm(config.hidden_size, config.norm_eps)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        seq_len = input_ids.shape[1]
+        if seq_len > self.config.max_position_embeddings:
+            raise ValueError(
+                f"sequence length {seq_len} exceeds ModelConfig.max_position_embeddings = "
+                f"{self.config.max_position_embeddings}: shorten the sequences or raise max_position_embeddings"
+            )
+        cos, sin = rotary_cos_sin(seq_len, self.config.attention.head_dim, self.config.rope_theta, input_ids.device)
+        x = self.embed_tokens(input_ids)
+        for layer in self.layers:
+            x = layer(x, cos, sin)
+        return self.norm(x)
+
+
+class MotifForCausalLM(nn.Module):
+    """Transformer plus ``lm_head`` (a separate matrix unless ``tie_word_embeddings``); forward gives logits."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = MotifTransformer(config)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, config.init_std)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.model(input_ids))
+
+    def statistics(self) -> dict[str, torch.Tensor]:
+        """Per-layer scalars of the swappable parts, keyed ``layer_{i:02d}/{name}`` (lambda, PolyNorm weights)."""
+        stats = {}
+        for i, layer in enumerate(self.model.layers):
+            for part in (layer.self_attn, layer.mlp):
+                stats.update({f"layer_{i:02d}/{name}": value for name, value in part.statistics().items()})
+        return stats

@@ -1,0 +1,27 @@
+"""Rotary position embedding, rotate-half (GPT-NeoX) style over the full head dimension (SPEC section 1)."""
+
+import torch
+
+
+def rotary_cos_sin(
+    seq_len: int, head_dim: int, theta: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables of shape (seq_len, head_dim) in fp32 for positions 0..seq_len-1.
+
+    Frequencies theta^(-2i/head_dim) for i < head_dim/2, each repeated for both halves (rotate-half layout).
+    Computed per forward (a few KB) instead of cached, so no buffer needs re-initialising after meta-device
+    construction or sharding.
+    """
+    inv_freq = theta ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x of shape (batch, seq, heads, head_dim): x * cos + rotate_half(x) * sin, in fp32."""
+    x32 = x.float()
+    first, second = x32.chunk(2, dim=-1)
+    rotated = torch.cat([-second, first], dim=-1)
+    cos, sin = cos[None, :, None, :], sin[None, :, None, :]
+    return (x32 * cos + rotated * sin).to(x.dtype)
