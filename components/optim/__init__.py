@@ -1,0 +1,1 @@
+"""Optimizers, parameter routing and learning-rate schedules."""

@@ -1,0 +1,1 @@
+"""Lightning glue for Motif-2: the LightningModule, data pipeline, callbacks and the ``motif`` CLI."""

@@ -1,0 +1,6 @@
+"""Callbacks that put what a researcher watches on the TensorBoard dashboard."""
+
+from lightning_motif.callbacks.model_statistics import ModelStatisticsMonitor
+from lightning_motif.callbacks.throughput import TokenThroughputMonitor
+
+__all__ = ["ModelStatisticsMonitor", "TokenThroughputMonitor"]

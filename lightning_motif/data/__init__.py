@@ -1,0 +1,1 @@
+"""Token shards on disk (litdata) and the DataModule that streams them."""
