@@ -9,7 +9,7 @@ A bad config stops before any compute with one line on stderr (``motif: error: <
 
 import sys
 
-from jsonargparse import ActionConfigFile, set_parsing_settings
+from jsonargparse import ActionConfigFile
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -19,18 +19,51 @@ from components.mlp.base import MLPConfig
 from lightning_motif.callbacks import ModelStatisticsMonitor, TokenThroughputMonitor
 from lightning_motif.data.datamodule import TokenShardDataModule
 from lightning_motif.module import MotifLM
+from lightning_motif.presets import enable_component_subclasses
 
 EXIT_CONFIG_ERROR = 2
 
 
+def _subclass_paths(base: type) -> list[str]:
+    """Import paths of the implementations of ``base``, preferring the package that re-exports them."""
+    found, stack = [], list(base.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        package = cls.__module__.rsplit(".", 1)[0]
+        module = package if getattr(sys.modules.get(package), cls.__name__, None) is cls else cls.__module__
+        found.append(f"{module}.{cls.__name__}")
+        stack.extend(cls.__subclasses__())
+    return sorted(found)
+
+
+def summarize_parse_error(message: str) -> str:
+    """One line out of jsonargparse's multi-line report: the key, the innermost reason and, for a component
+    class_path, the implementations that exist."""
+    lines = [line.strip(" -") for line in str(message).splitlines() if line.strip(" -")]
+    if not lines:
+        return "invalid arguments"
+    head, detail = lines[0], ""
+    for i, line in enumerate(lines):
+        if line.startswith("Problem with given class_path"):
+            detail = f"{line.rstrip(':')}: {lines[i + 1]}" if i + 1 < len(lines) else line
+            break
+    else:
+        skipped = ("Given value", "Subtypes", "Errors", "Does not validate", "Expected a <class 'NoneType'>")
+        detail = next((line for line in lines[1:] if not line.startswith(skipped)), "")
+    for suffix, base in ((".attention", AttentionConfig), (".mlp", MLPConfig)):
+        unknown_class = "has no attribute" in detail or "No module named" in detail
+        if unknown_class and head.rstrip(':"').endswith(suffix):
+            detail += f" (choose one of: {', '.join(_subclass_paths(base))})"
+    return f"{head} {detail}".strip()
+
+
 class _OneLineErrorParser(LightningArgumentParser):
-    """Reports a parse error as a single line instead of the usage text followed by the error."""
+    """Reports a parse error as one line instead of the usage text followed by a multi-line report."""
 
     def error(self, message: str, ex: Exception | None = None):
         if not self.exit_on_error:  # jsonargparse parses subcommands with exceptions and retries
             return super().error(message, ex)
-        first_line = next((line.strip() for line in str(message).splitlines() if line.strip()), "invalid arguments")
-        print(f"motif: error: {first_line}", file=sys.stderr)
+        print(f"motif: error: {summarize_parse_error(message)}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
 
 
@@ -42,8 +75,7 @@ class MotifCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> None:
-    # Component configs are dataclasses; let YAML pick a subclass (an implementation) by class_path.
-    set_parsing_settings(subclasses_enabled=[AttentionConfig, MLPConfig])
+    enable_component_subclasses()
     try:
         MotifCLI(
             MotifLM,
