@@ -73,6 +73,14 @@ class MotifCLI(LightningCLI):
         parser.add_argument("-c", "--config", action=ActionConfigFile, help="Path to a YAML config file.")
         return parser
 
+    def _check_data_fits_model(self) -> None:
+        """Refuse data the model cannot take before the trainer starts (and so before anything is written)."""
+        check = getattr(self.datamodule, "check_fits", None)
+        if check is not None:
+            check(self.model)
+
+    before_fit = before_validate = before_test = _check_data_fits_model
+
 
 def main(args: list[str] | None = None) -> None:
     enable_component_subclasses()

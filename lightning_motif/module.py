@@ -37,20 +37,19 @@ class MotifLM(L.LightningModule):
         self.eval_domains: list[str] = []
         self.eval_loss = torch.nn.ModuleList()
 
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if datamodule is None:
-            return
+    def check_data_fits(self, seq_len: int, vocab_size: int | None) -> None:
+        """Raise ConfigError when the data cannot feed this model; ``vocab_size`` None means not known yet."""
         config = self.transformer_config
-        seq_len = getattr(datamodule, "seq_len", None)
-        if seq_len is not None and seq_len > config.max_position_embeddings:
-            raise ConfigError(type(datamodule).__name__, "seq_len", seq_len,
+        if seq_len > config.max_position_embeddings:
+            raise ConfigError("data", "seq_len", seq_len,
                               f"exceeds ModelConfig.max_position_embeddings = {config.max_position_embeddings}: "
                               "lower data seq_len or raise model.transformer.max_position_embeddings")
-        vocab_size = getattr(datamodule, "vocab_size", None)
         if vocab_size is not None and vocab_size > config.vocab_size:
             raise ConfigError("ModelConfig", "vocab_size", config.vocab_size,
                               f"smaller than the tokenizer's {vocab_size} tokens: set model.transformer.vocab_size >= {vocab_size}")
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
         self.eval_domains = list(getattr(datamodule, "val_domains", []))
         self.eval_loss = torch.nn.ModuleList(MeanMetric() for _ in range(len(self.eval_domains) + 1))
 

@@ -19,4 +19,4 @@ def load_model_config(path: str | Path) -> ModelConfig:
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--transformer", type=ModelConfig)
     config = parser.parse_args([f"--transformer={Path(path).read_text()}"])
-    return parser.instantiate_classes(config).transformer
+    return parser.instantiate(config).transformer

@@ -10,7 +10,7 @@ from litdata.streaming.item_loader import TokensLoader
 
 from components.config_error import ConfigError, require
 from lightning_motif.data.default_corpus import build_default_corpus
-from lightning_motif.data.token_dataset import Manifest
+from lightning_motif.data.token_dataset import MANIFEST, Manifest
 
 
 class TokenShardDataModule(L.LightningDataModule):
@@ -43,6 +43,18 @@ class TokenShardDataModule(L.LightningDataModule):
             require(all(w >= 0 for w in domain_weights.values()) and sum(domain_weights.values()) > 0, self,
                     "domain_weights", "weights must be non-negative with a positive sum")
         self._manifest: Manifest | None = None
+
+    def check_fits(self, model: L.LightningModule) -> None:
+        """Let ``model`` refuse this data (sequence length, tokenizer size) with a ConfigError. The ``motif`` CLI
+        calls this before the trainer starts; ``setup`` calls it again once ``prepare_data`` has made the data."""
+        check = getattr(model, "check_data_fits", None)
+        if check is not None:
+            prepared = (Path(self.data_dir) / MANIFEST).is_file()
+            check(self.seq_len, self.vocab_size if prepared else None)
+
+    def setup(self, stage: str) -> None:
+        if self.trainer is not None:
+            self.check_fits(self.trainer.lightning_module)
 
     @property
     def manifest(self) -> Manifest:

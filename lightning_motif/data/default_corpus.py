@@ -18,9 +18,11 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from lightning_motif.data.token_dataset import SPLITS, TOKENIZER, Manifest, build_atomically, write_token_shards
 
 EOS = "<|endoftext|>"
-HELD_OUT_EVERY = 50
-"""Of every 50 documents of a domain, one goes to validation and one to test (2% each)."""
-CORPUS_VERSION = 1
+HELD_OUT_EVERY = 20
+"""Of every 20 documents of a domain, one goes to validation and one to test (5% each)."""
+DOCUMENT_CHARS = 4000
+"""Long texts (source files, reference topics) are cut at blank lines into documents of about this size."""
+CORPUS_VERSION = 2
 
 
 def _stdlib_sources(max_bytes: int) -> list[tuple[str, str]]:
@@ -100,12 +102,24 @@ def _split_of(document_index: int) -> str:
     return {HELD_OUT_EVERY - 1: "val", HELD_OUT_EVERY - 2: "test"}.get(position, "train")
 
 
+def split_into_documents(text: str, max_chars: int = DOCUMENT_CHARS) -> list[str]:
+    """Cut ``text`` at blank lines into pieces of at most about ``max_chars`` (a longer paragraph stays whole)."""
+    pieces, current = [], ""
+    for paragraph in text.split("\n\n"):
+        if current and len(current) + len(paragraph) > max_chars:
+            pieces.append(current)
+            current = ""
+        current = f"{current}\n\n{paragraph}" if current else paragraph
+    return [*pieces, current] if current else pieces
+
+
 def corpus_documents(bytes_per_domain: int) -> dict[str, list[str]]:
-    return {
+    texts = {
         "code": code_documents(bytes_per_domain),
         "prose": prose_documents(bytes_per_domain),
         "math": math_documents(bytes_per_domain // 2),
     }
+    return {domain: [doc for text in docs for doc in split_into_documents(text)] for domain, docs in texts.items()}
 
 
 def train_bpe_tokenizer(documents: list[str], vocab_size: int, path: Path) -> Tokenizer:
@@ -137,6 +151,9 @@ def build_default_corpus(root: Path, vocab_size: int, bytes_per_domain: int, num
         corpus = corpus_documents(bytes_per_domain)
         splits = {split: {domain: [d for i, d in enumerate(docs) if _split_of(i) == split]
                           for domain, docs in corpus.items()} for split in SPLITS}
+        empty = [f"{split}/{domain}" for split, by_domain in splits.items() for domain, docs in by_domain.items() if not docs]
+        if empty:
+            raise ValueError(f"bytes_per_domain = {bytes_per_domain} leaves no documents in {empty}: raise it")
         tokenizer = train_bpe_tokenizer([d for docs in splits["train"].values() for d in docs], vocab_size, tmp / TOKENIZER)
         eos = tokenizer.token_to_id(EOS)
         tokens = {

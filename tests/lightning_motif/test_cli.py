@@ -1,0 +1,108 @@
+"""The ``motif`` CLI end to end, as a user runs it (subprocesses)."""
+
+import re
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from motif_cli import QUICKSTART, REPO, run_motif, tiny_run_args
+
+STEPS = 40
+
+
+@pytest.fixture(scope="module")
+def fit_run(tmp_path_factory, corpus_cache):
+    tmp = tmp_path_factory.mktemp("fit")
+    result = run_motif(["fit", *tiny_run_args(tmp, corpus_cache, STEPS)], cwd=tmp)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return tmp, result
+
+
+def scalars(run_dir):
+    events = sorted(run_dir.rglob("events.out.tfevents.*"))
+    assert events, f"no TensorBoard events under {run_dir}"
+    accumulator = EventAccumulator(str(events[-1].parent))
+    accumulator.Reload()
+    return {tag: [e.value for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+def test_fit_trains_and_the_loss_falls(fit_run):
+    tmp, _ = fit_run
+    loss = scalars(tmp)["train/loss"]
+    assert len(loss) >= 4
+    assert loss[-1] < loss[0] - 1.0, loss
+
+
+def test_fit_logs_the_dashboard(fit_run):
+    tmp, _ = fit_run
+    tags = scalars(tmp)
+    for tag in ("train/loss", "train/grad_norm", "val/loss", "val/ppl", "val/loss_code", "val/loss_math",
+                "val/loss_prose", "throughput/tokens_per_sec", "throughput/tokens_seen", "lr-AdamW/matrices",
+                "model/layer_00/lambda", "model/layer_01/lambda", "model/layer_00/polynorm_w0_cube",
+                "model/layer_01/polynorm_bias"):
+        assert tag in tags, f"{tag} missing from {sorted(tags)}"
+    assert all(v > 0 for v in tags["throughput/tokens_per_sec"])
+    lr = tags["lr-AdamW/matrices"]
+    assert max(lr) == pytest.approx(3e-3) and lr[-1] < max(lr)
+
+
+def test_fit_shows_a_progress_bar_and_saves_its_config(fit_run):
+    tmp, result = fit_run
+    assert re.search(r"Epoch 0: .*\d+/\d+", result.stderr + result.stdout)
+    assert list(tmp.rglob("config.yaml"))
+    assert list(tmp.rglob("*.ckpt"))
+
+
+def test_validate_and_test_subcommands(fit_run, corpus_cache):
+    tmp, _ = fit_run
+    checkpoint = sorted(tmp.rglob("*.ckpt"))[-1]
+    for command, key in (("validate", "val/loss"), ("test", "test/loss")):
+        result = run_motif([command, *tiny_run_args(tmp, corpus_cache, STEPS), "--ckpt_path", str(checkpoint)], cwd=tmp)
+        assert result.returncode == 0, result.stderr[-4000:]
+        assert key in result.stdout
+
+
+def test_component_override_and_print_config(tmp_path):
+    result = run_motif(["fit", "--config", str(QUICKSTART),
+                        "--config", str(REPO / "experiments/ablations/mlp/swiglu.yaml"),
+                        "--model.transformer.attention=components.attention.GroupedQueryAttentionConfig",
+                        "--model.transformer.attention.num_heads=8", "--model.transformer.attention.num_kv_heads=2",
+                        "--print_config"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout
+    assert "class_path: components.attention.GroupedQueryAttentionConfig" in printed
+    assert "num_kv_heads: 2" in printed
+    assert "class_path: components.mlp.SwiGLUConfig" in printed
+    assert "signal_noise_ratio" not in printed
+
+
+BAD_CONFIGS = {
+    "heads-do-not-divide": (["--model.transformer.attention=components.attention.GroupedQueryAttentionConfig",
+                             "--model.transformer.attention.num_heads=6", "--model.transformer.attention.num_kv_heads=4"],
+                            "GroupedQueryAttentionConfig.num_kv_heads = 4: must divide num_heads = 6"),
+    "diff-heads-do-not-divide": (["--model.transformer.attention=components.attention.DifferentialAttentionConfig",
+                                  "--model.transformer.attention.num_heads=3", "--model.transformer.attention.num_kv_heads=2"],
+                                 "DifferentialAttentionConfig.num_kv_heads = 2"),
+    "ratio-below-one": (["--model.transformer.attention.signal_noise_ratio=0"],
+                        "GroupedDifferentialAttentionConfig.signal_noise_ratio = 0"),
+    "odd-head-dim": (["--model.transformer.attention.head_dim=15"], "GroupedDifferentialAttentionConfig.head_dim = 15"),
+    "unknown-class-path": (["--model.transformer.attention=components.attention.FlashGDAConfig"],
+                           "Parser key \"model.transformer.attention\": Problem with given class_path "
+                           "'components.attention.FlashGDAConfig'"),
+    "seq-len-above-max-positions": (["--data.init_args.seq_len=1024"],
+                                    "data.seq_len = 1024: exceeds ModelConfig.max_position_embeddings = 512"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONFIGS)
+def test_bad_config_fails_with_one_line_naming_the_field(case, tmp_path, corpus_cache):
+    overrides, expected = BAD_CONFIGS[case]
+    args = ["fit", "--config", str(QUICKSTART), "--trainer.default_root_dir", str(tmp_path / "run"),
+            "--trainer.logger.init_args.save_dir", str(tmp_path / "run"), "--data.init_args.cache_dir", str(corpus_cache),
+            *overrides]
+    result = run_motif(args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("motif: error:")]
+    assert len(errors) == 1 and expected in errors[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("events.out.tfevents.*"))

@@ -1,0 +1,42 @@
+"""Run the ``motif`` console script in a subprocess (multi-process Lightning re-runs sys.argv, so CLI runs stay
+out of the pytest process)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "experiments" / "quickstart.yaml"
+TINY = REPO / "experiments" / "presets" / "tiny.yaml"
+
+
+def motif_command() -> list[str]:
+    script = Path(sys.executable).parent / "motif"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "lightning_motif.cli"]
+
+
+def run_motif(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(motif_command() + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def tiny_run_args(tmp: Path, cache: Path, steps: int) -> list[str]:
+    """Quickstart config shrunk to the tiny preset, a small embedded corpus and ``steps`` steps, logging under tmp."""
+    return [
+        "--config", str(QUICKSTART),
+        "--model.transformer", str(TINY),
+        "--data.init_args.cache_dir", str(cache),
+        "--data.init_args.bytes_per_domain", "200000",
+        "--data.init_args.tokenizer_vocab_size", "512",
+        "--data.init_args.seq_len", "64",
+        "--data.init_args.batch_size", "8",
+        "--trainer.max_steps", str(steps),
+        "--trainer.val_check_interval", str(steps // 2),
+        "--trainer.limit_val_batches", "2",
+        "--trainer.log_every_n_steps", "5",
+        "--trainer.default_root_dir", str(tmp),
+        "--trainer.logger.init_args.save_dir", str(tmp),
+        "--model.lr_scheduler.init_args.total_steps", str(steps),
+        "--model.lr_scheduler.init_args.warmup_steps", "5",
+    ]
