@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "experiments" / "quickstart.yaml"
 TINY = REPO / "experiments" / "presets" / "tiny.yaml"
@@ -40,3 +42,12 @@ def tiny_run_args(tmp: Path, cache: Path, steps: int) -> list[str]:
         "--model.lr_scheduler.init_args.total_steps", str(steps),
         "--model.lr_scheduler.init_args.warmup_steps", "5",
     ]
+
+
+def scalars(run_dir: Path) -> dict[str, list[float]]:
+    """Every scalar series of the newest TensorBoard run under ``run_dir``."""
+    events = sorted(run_dir.rglob("events.out.tfevents.*"))
+    assert events, f"no TensorBoard events under {run_dir}"
+    accumulator = EventAccumulator(str(events[-1].parent))
+    accumulator.Reload()
+    return {tag: [e.value for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}

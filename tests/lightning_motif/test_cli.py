@@ -3,9 +3,8 @@
 import re
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from motif_cli import QUICKSTART, REPO, run_motif, tiny_run_args
+from motif_cli import QUICKSTART, REPO, run_motif, scalars, tiny_run_args
 
 STEPS = 40
 
@@ -16,14 +15,6 @@ def fit_run(tmp_path_factory, corpus_cache):
     result = run_motif(["fit", *tiny_run_args(tmp, corpus_cache, STEPS)], cwd=tmp)
     assert result.returncode == 0, result.stderr[-4000:]
     return tmp, result
-
-
-def scalars(run_dir):
-    events = sorted(run_dir.rglob("events.out.tfevents.*"))
-    assert events, f"no TensorBoard events under {run_dir}"
-    accumulator = EventAccumulator(str(events[-1].parent))
-    accumulator.Reload()
-    return {tag: [e.value for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
 
 
 def test_fit_trains_and_the_loss_falls(fit_run):

@@ -66,9 +66,9 @@ def test_batches_are_token_windows(datamodule):
 def test_domain_weights_select_domains(datamodule):
     math_only = TokenShardDataModule(datamodule.data_dir, seq_len=64, batch_size=4, domain_weights={"math": 1.0})
     tokenizer = Tokenizer.from_file(str(Path(datamodule.data_dir) / TOKENIZER))
-    loader = math_only.train_dataloader()
-    texts = [tokenizer.decode(b.tolist()) for _, b in zip(range(3), loader) for b in b]
-    assert all("Q: " in t or "A: " in t for t in texts)
+    batches = iter(math_only.train_dataloader())
+    windows = [window for _ in range(3) for window in next(batches)]
+    assert all("Q: " in text or "A: " in text for text in map(tokenizer.decode, (w.tolist() for w in windows)))
 
 
 def test_unknown_domain_is_a_config_error(datamodule):
@@ -79,7 +79,7 @@ def test_unknown_domain_is_a_config_error(datamodule):
 
 def test_missing_dataset_says_how_to_make_one(tmp_path):
     with pytest.raises(FileNotFoundError, match="prepare the dataset first"):
-        TokenShardDataModule(str(tmp_path / "nowhere")).vocab_size
+        _ = TokenShardDataModule(str(tmp_path / "nowhere")).vocab_size
 
 
 def test_manifest_is_json_with_token_counts(datamodule):
