@@ -1,6 +1,5 @@
 """MotifLM: the LightningModule that trains a Motif-2 causal language model."""
 
-
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -77,8 +76,9 @@ class MotifLM(L.LightningModule):
     def _eval_step(self, batch: torch.Tensor, dataloader_idx: int) -> None:
         loss = self._loss(batch)
         weight = batch.shape[0] * (batch.shape[1] - 1)
-        for metric in (self.eval_loss[0], self.eval_loss[dataloader_idx + 1]):
-            metric.update(loss, weight)
+        self.eval_loss[0].update(loss, weight)
+        if dataloader_idx + 1 < len(self.eval_loss):  # a per-domain loader of the DataModule
+            self.eval_loss[dataloader_idx + 1].update(loss, weight)
 
     def _eval_epoch_end(self, prefix: str) -> None:
         if self.eval_loss[0].update_count == 0:
