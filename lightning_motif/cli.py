@@ -3,11 +3,13 @@
     motif fit --config experiments/quickstart.yaml
     motif fit --config experiments/quickstart.yaml --model.transformer.attention=components.attention.GroupedQueryAttentionConfig
     motif fit --config experiments/quickstart.yaml --print_config
+    motif prepare --config my-corpus.yaml       (tokenize raw corpora into shards; see lightning_motif.data.prepare)
 
 A bad config stops before any compute with one line on stderr (``motif: error: <field>: <fix>``) and exit status 2.
 """
 
 import sys
+from dataclasses import fields
 
 from jsonargparse import ActionConfigFile
 from lightning.pytorch.callbacks import LearningRateMonitor
@@ -16,8 +18,9 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from components.attention.base import AttentionConfig
 from components.config_error import ConfigError
 from components.mlp.base import MLPConfig
-from lightning_motif.callbacks import ModelStatisticsMonitor, TokenThroughputMonitor
-from lightning_motif.data.datamodule import TokenShardDataModule
+from lightning_motif.callbacks import CurriculumMonitor, ModelStatisticsMonitor, TokenThroughputMonitor
+from lightning_motif.data.datamodule import CurriculumDataModule
+from lightning_motif.data.prepare import PrepareConfig, prepare
 from lightning_motif.module import MotifLM
 from lightning_motif.presets import enable_component_subclasses
 
@@ -82,12 +85,25 @@ class MotifCLI(LightningCLI):
     before_fit = before_validate = before_test = _check_data_fits_model
 
 
+def run_prepare(args: list[str]) -> None:
+    """``motif prepare``: the fields of PrepareConfig as flags or from ``--config`` YAML."""
+    parser = _OneLineErrorParser(prog="motif prepare", description=prepare.__doc__)
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="Path to a YAML config file.")
+    parser.add_class_arguments(PrepareConfig)
+    parsed = parser.instantiate(parser.parse_args(args))
+    prepare(PrepareConfig(**{f.name: parsed[f.name] for f in fields(PrepareConfig)}))
+
+
 def main(args: list[str] | None = None) -> None:
+    args = sys.argv[1:] if args is None else args
     enable_component_subclasses()
     try:
+        if args[:1] == ["prepare"]:
+            run_prepare(args[1:])
+            return
         MotifCLI(
             MotifLM,
-            TokenShardDataModule,
+            CurriculumDataModule,
             subclass_mode_data=True,
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
@@ -96,6 +112,7 @@ def main(args: list[str] | None = None) -> None:
                     LearningRateMonitor(logging_interval="step"),
                     TokenThroughputMonitor(),
                     ModelStatisticsMonitor(),
+                    CurriculumMonitor(),
                 ],
             },
             args=args,

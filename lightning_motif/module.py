@@ -1,18 +1,27 @@
 """MotifLM: the LightningModule that trains a Motif-2 causal language model."""
 
+from contextlib import nullcontext
+
 import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.strategies import ParallelStrategy
 from torchmetrics.aggregation import MeanMetric
 
-from components.config_error import ConfigError
+from components.config_error import ConfigError, require
 from components.model import ModelConfig, MotifForCausalLM
 from components.optim.param_groups import weight_decay_groups
+from lightning_motif.data.batch import step_tokens
 
 
 class MotifLM(L.LightningModule):
-    """Next-token cross-entropy over batches of token windows (batch, seq_len + 1).
+    """Next-token cross-entropy over token windows (sequences, seq_len + 1).
+
+    One training batch is one optimizer step: the curriculum stream decides how many sequences a step has (the
+    batch ramps) and how many go through one forward pass (``micro_batch_size``), so the module accumulates
+    gradients over the micro-batches itself (Lightning's manual optimization) and normalises the loss by the
+    step's tokens. Gradients are clipped to a global norm of ``gradient_clip_val`` (None: no clipping).
 
     The network is built in ``configure_model`` so a strategy can build it on the meta device and shard it.
     ``optimizer`` and ``lr_scheduler`` are factories from the config (jsonargparse class_path + init_args);
@@ -26,8 +35,13 @@ class MotifLM(L.LightningModule):
         transformer: ModelConfig,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
+        gradient_clip_val: float | None = 1.0,
     ) -> None:
         super().__init__()
+        self.automatic_optimization = False
+        self.gradient_clip_val = gradient_clip_val
+        if gradient_clip_val is not None:
+            require(gradient_clip_val > 0, self, "gradient_clip_val", "use a positive norm such as 1.0, or null for no clipping")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.transformer_config = transformer
         self.optimizer_factory = optimizer
@@ -36,13 +50,15 @@ class MotifLM(L.LightningModule):
         self.eval_domains: list[str] = []
         self.eval_loss = torch.nn.ModuleList()
 
-    def check_data_fits(self, seq_len: int, vocab_size: int | None) -> None:
-        """Raise ConfigError when the data cannot feed this model; ``vocab_size`` None means not known yet."""
+    def check_data_fits(self, seq_len_field: str, seq_len: int, vocab_size: int | None) -> None:
+        """Raise ConfigError when the data cannot feed this model: sequences longer than the model's positions
+        (``seq_len_field`` names the data field that asks for them) or a tokenizer larger than its vocabulary
+        (``vocab_size`` None: not known yet)."""
         config = self.transformer_config
         if seq_len > config.max_position_embeddings:
-            raise ConfigError("data", "seq_len", seq_len,
+            raise ConfigError("data", seq_len_field, seq_len,
                               f"exceeds ModelConfig.max_position_embeddings = {config.max_position_embeddings}: "
-                              "lower data seq_len or raise model.transformer.max_position_embeddings")
+                              "use shorter sequences or raise model.transformer.max_position_embeddings")
         if vocab_size is not None and vocab_size > config.vocab_size:
             raise ConfigError("ModelConfig", "vocab_size", config.vocab_size,
                               f"smaller than the tokenizer's {vocab_size} tokens: set model.transformer.vocab_size >= {vocab_size}")
@@ -59,22 +75,39 @@ class MotifLM(L.LightningModule):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.net(input_ids)
 
-    def _loss(self, batch: torch.Tensor) -> torch.Tensor:
-        tokens = batch.long()
+    def _loss_sum(self, windows: torch.Tensor) -> torch.Tensor:
+        """Summed next-token cross-entropy of windows (sequences, seq_len + 1), in fp32."""
+        tokens = windows.long()
         logits = self.net(tokens[:, :-1])
-        return F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
+        return F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten(), reduction="sum")
 
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch)
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+    def training_step(self, batch: dict | torch.Tensor, batch_idx: int) -> None:
+        windows, micro_batch_size = step_tokens(batch)
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        step_tokens_count = windows.shape[0] * (windows.shape[1] - 1)
+        micro_batches = windows.split(micro_batch_size)
+        step_loss = torch.zeros((), device=windows.device)
+        for i, micro_batch in enumerate(micro_batches):
+            last = i == len(micro_batches) - 1
+            with nullcontext() if last or not isinstance(self.trainer.strategy, ParallelStrategy) \
+                    else self.trainer.strategy.block_backward_sync():  # all-reduce gradients once per step
+                loss = self._loss_sum(micro_batch) / step_tokens_count
+                self.manual_backward(loss)
+            step_loss += loss.detach()
         grads = [p.grad for p in self.parameters() if p.grad is not None]
-        self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads))
+        grad_norm = torch.nn.utils.get_total_norm(grads)
+        if self.gradient_clip_val is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if scheduler is not None:
+            scheduler.step()
+        # the step's loss over all ranks (each holds the same number of tokens), and the pre-clipping norm
+        self.log("train/loss", step_loss, prog_bar=True, sync_dist=True, batch_size=windows.shape[0])
+        self.log("train/grad_norm", grad_norm, batch_size=windows.shape[0])
 
     def _eval_step(self, batch: torch.Tensor, dataloader_idx: int) -> None:
-        loss = self._loss(batch)
+        loss = self._loss_sum(batch) / (batch.shape[0] * (batch.shape[1] - 1))
         weight = batch.shape[0] * (batch.shape[1] - 1)
         self.eval_loss[0].update(loss, weight)
         if dataloader_idx + 1 < len(self.eval_loss):  # a per-domain loader of the DataModule

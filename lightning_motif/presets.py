@@ -1,6 +1,7 @@
-"""Read a model preset (``experiments/presets/*.yaml``: the fields of ``ModelConfig``) outside the CLI."""
+"""Read typed configs (model presets in ``experiments/presets/*.yaml``, schedules) outside the CLI."""
 
 from pathlib import Path
+from typing import TypeVar
 
 from jsonargparse import ArgumentParser, set_parsing_settings
 
@@ -8,15 +9,21 @@ from components.attention.base import AttentionConfig
 from components.mlp.base import MLPConfig
 from components.model import ModelConfig
 
+T = TypeVar("T")
+
 
 def enable_component_subclasses() -> None:
     """Component configs are dataclasses; let YAML pick a subclass (an implementation) by class_path."""
     set_parsing_settings(subclasses_enabled=[AttentionConfig, MLPConfig])
 
 
-def load_model_config(path: str | Path) -> ModelConfig:
+def parse_config(cls: type[T], yaml_text: str) -> T:
+    """Build ``cls`` from YAML the way the ``motif`` CLI would (class_path subclasses, type checks)."""
     enable_component_subclasses()
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--transformer", type=ModelConfig)
-    config = parser.parse_args([f"--transformer={Path(path).read_text()}"])
-    return parser.instantiate(config).transformer
+    parser.add_argument("--value", type=cls)
+    return parser.instantiate(parser.parse_args([f"--value={yaml_text}"])).value
+
+
+def load_model_config(path: str | Path) -> ModelConfig:
+    return parse_config(ModelConfig, Path(path).read_text())

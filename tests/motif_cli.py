@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "experiments" / "quickstart.yaml"
 TINY = REPO / "experiments" / "presets" / "tiny.yaml"
+TINY_CURRICULUM = REPO / "tests" / "configs" / "tiny_curriculum.yaml"
 
 
 def motif_command() -> list[str]:
@@ -24,15 +25,13 @@ def run_motif(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.Co
 
 
 def tiny_run_args(tmp: Path, cache: Path, steps: int) -> list[str]:
-    """Quickstart config shrunk to the tiny preset, a small embedded corpus and ``steps`` steps, logging under tmp."""
+    """Quickstart config shrunk to the tiny preset, a small embedded corpus with a fast two-phase curriculum and
+    ``steps`` steps, logging under tmp."""
     return [
         "--config", str(QUICKSTART),
+        "--config", str(TINY_CURRICULUM),
         "--model.transformer", str(TINY),
         "--data.init_args.cache_dir", str(cache),
-        "--data.init_args.bytes_per_domain", "200000",
-        "--data.init_args.tokenizer_vocab_size", "512",
-        "--data.init_args.seq_len", "64",
-        "--data.init_args.batch_size", "8",
         "--trainer.max_steps", str(steps),
         "--trainer.val_check_interval", str(steps // 2),
         "--trainer.limit_val_batches", "2",
@@ -51,3 +50,14 @@ def scalars(run_dir: Path) -> dict[str, list[float]]:
     accumulator = EventAccumulator(str(events[-1].parent))
     accumulator.Reload()
     return {tag: [e.value for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+def tiny_schedule():
+    """The CurriculumSchedule of tests/configs/tiny_curriculum.yaml."""
+    import yaml
+
+    from lightning_motif.data.curriculum import CurriculumSchedule
+    from lightning_motif.presets import parse_config
+
+    schedule = yaml.safe_load(TINY_CURRICULUM.read_text())["data"]["init_args"]["schedule"]
+    return parse_config(CurriculumSchedule, yaml.safe_dump(schedule))

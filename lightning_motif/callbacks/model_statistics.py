@@ -8,14 +8,10 @@ class ModelStatisticsMonitor(Callback):
     """Every ``trainer.log_every_n_steps`` optimizer steps, logs ``model/layer_XX/<name>`` for each scalar the
     LightningModule's ``statistics()`` reports (e.g. ``model/layer_03/lambda``, ``model/layer_03/polynorm_w0_cube``)."""
 
-    def __init__(self) -> None:
-        self._last_logged_step = -1
-
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         step = trainer.global_step
-        if step % trainer.log_every_n_steps != 0 or step == self._last_logged_step or not hasattr(pl_module, "statistics"):
+        if step % trainer.log_every_n_steps != 0 or not hasattr(pl_module, "statistics"):
             return
-        self._last_logged_step = step
         stats = {f"model/{name}": float(value) for name, value in pl_module.statistics().items()}
         for logger in trainer.loggers:
             logger.log_metrics(stats, step=step)

@@ -7,13 +7,15 @@ import torch
 from lightning.fabric.utilities.throughput import Throughput
 from lightning.pytorch.callbacks import Callback
 
+from lightning_motif.data.batch import step_tokens
+
 
 class TokenThroughputMonitor(Callback):
-    """Logs ``throughput/tokens_per_sec`` (all ranks), ``throughput/tokens_per_sec_per_device`` and
-    ``throughput/tokens_seen`` every ``trainer.log_every_n_steps`` optimizer steps.
+    """Logs ``throughput/tokens_per_sec`` (all ranks) and ``throughput/tokens_per_sec_per_device`` every
+    ``trainer.log_every_n_steps`` optimizer steps (``curriculum/tokens_seen`` counts the tokens themselves).
 
     Rates are averaged over the last ``window`` logging points with Lightning's ``Throughput``; the device is
-    synchronised only at those points. A batch is (batch, seq_len + 1) and trains on batch * seq_len tokens.
+    synchronised only at those points. A step's windows (sequences, seq_len + 1) train on sequences * seq_len tokens.
     """
 
     def __init__(self, window: int = 5) -> None:
@@ -24,7 +26,6 @@ class TokenThroughputMonitor(Callback):
         self._throughput = Throughput(window_size=self.window, world_size=trainer.world_size)
         self._batches = self._samples = self._tokens = 0
         self._paused = 0.0
-        self._last_logged_step = -1
         self._start = time.perf_counter()
 
     def _now(self, pl_module: L.LightningModule) -> float:
@@ -40,20 +41,19 @@ class TokenThroughputMonitor(Callback):
             self._paused += time.perf_counter() - self._validation_started
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        windows, _ = step_tokens(batch)
         self._batches += 1
-        self._samples += batch.shape[0]
-        self._tokens += batch.shape[0] * (batch.shape[1] - 1)
+        self._samples += windows.shape[0]
+        self._tokens += windows.shape[0] * (windows.shape[1] - 1)
         step = trainer.global_step
-        if step % trainer.log_every_n_steps != 0 or step == self._last_logged_step:
+        if step % trainer.log_every_n_steps != 0:
             return
-        self._last_logged_step = step
         self._throughput.update(time=self._now(pl_module), batches=self._batches, samples=self._samples,
                                 lengths=self._tokens)
         metrics = self._throughput.compute()
-        logged = {"throughput/tokens_seen": float(self._tokens * trainer.world_size)}
-        if "device/items_per_sec" in metrics:
-            per_device = metrics["device/items_per_sec"]
-            logged.update({"throughput/tokens_per_sec_per_device": per_device,
-                           "throughput/tokens_per_sec": per_device * trainer.world_size})
+        if "device/items_per_sec" not in metrics:
+            return
+        per_device = metrics["device/items_per_sec"]
+        logged = {"throughput/tokens_per_sec_per_device": per_device, "throughput/tokens_per_sec": per_device * trainer.world_size}
         for logger in trainer.loggers:
             logger.log_metrics(logged, step=step)

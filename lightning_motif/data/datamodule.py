@@ -1,60 +1,64 @@
-"""DataModules that stream fixed-length token windows from litdata shards (see ``token_dataset`` for the layout)."""
+"""DataModules: the curriculum training stream over prepared token shards, and the embedded default corpus."""
 
 import os
+import warnings
+from itertools import islice
 from pathlib import Path
 
 import lightning as L
-import torch
-from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset
+from litdata import StreamingDataLoader, StreamingDataset
 from litdata.streaming.item_loader import TokensLoader
+from torch.utils.data import DataLoader
 
 from components.config_error import ConfigError, require
+from lightning_motif.data.curriculum import CurriculumPlan, CurriculumSchedule
+from lightning_motif.data.curriculum_dataset import CurriculumDataset
 from lightning_motif.data.default_corpus import build_default_corpus
 from lightning_motif.data.token_dataset import MANIFEST, Manifest
 
 
-class TokenShardDataModule(L.LightningDataModule):
-    """Training windows of ``seq_len + 1`` tokens mixed over domains by fixed weights; one validation (and test)
-    loader per domain.
+class CurriculumDataModule(L.LightningDataModule):
+    """Trains on a prepared dataset (``motif prepare``) through a per-step curriculum; validates and tests with
+    one loader per domain, windows of ``val_seq_len`` tokens.
 
-    Each batch is an int32 tensor (batch_size, seq_len + 1): inputs are ``[:, :-1]``, next-token targets ``[:, 1:]``.
+    The training stream is a pure function of (seed, schedule, global step): ``train_dataloader`` starts it at
+    ``trainer.global_step``, which a resumed run restores from its checkpoint, so a resume reads exactly the
+    samples and mixture weights an uninterrupted run would, whatever the number of ranks and loader workers
+    (and however many batches the loader had prefetched when the checkpoint was written).
     """
 
     def __init__(
         self,
         data_dir: str,
-        seq_len: int = 2048,
-        batch_size: int = 8,
-        domain_weights: dict[str, float] | None = None,
+        schedule: CurriculumSchedule,
+        micro_batch_tokens: int = 16384,
+        val_seq_len: int | None = None,
+        val_batch_size: int = 8,
         num_workers: int = 0,
         seed: int = 42,
     ) -> None:
         super().__init__()
         self.data_dir = data_dir
-        self.seq_len = seq_len
-        self.batch_size = batch_size
-        self.domain_weights = domain_weights
+        self.schedule = schedule
+        self.micro_batch_tokens = micro_batch_tokens
+        self.val_seq_len = val_seq_len or schedule.seq_len[0].value
+        self.val_batch_size = val_batch_size
         self.num_workers = num_workers
         self.seed = seed
-        require(seq_len >= 1, self, "seq_len", "use a positive sequence length")
-        require(batch_size >= 1, self, "batch_size", "use a positive per-device batch size")
+        require(micro_batch_tokens >= 1, self, "micro_batch_tokens", "use the tokens one forward pass may hold, e.g. 16384")
+        require(self.val_seq_len >= 1, self, "val_seq_len", "use a positive sequence length")
+        require(val_batch_size >= 1, self, "val_batch_size", "use a positive batch size")
         require(num_workers >= 0, self, "num_workers", "use 0 (load in the main process) or more workers")
-        if domain_weights is not None:
-            require(all(w >= 0 for w in domain_weights.values()) and sum(domain_weights.values()) > 0, self,
-                    "domain_weights", "weights must be non-negative with a positive sum")
         self._manifest: Manifest | None = None
 
-    def check_fits(self, model: L.LightningModule) -> None:
-        """Let ``model`` refuse this data (sequence length, tokenizer size) with a ConfigError. The ``motif`` CLI
-        calls this before the trainer starts; ``setup`` calls it again once ``prepare_data`` has made the data."""
-        check = getattr(model, "check_data_fits", None)
-        if check is not None:
-            prepared = (Path(self.data_dir) / MANIFEST).is_file()
-            check(self.seq_len, self.vocab_size if prepared else None)
+    @property
+    def seq_len(self) -> int:
+        """The longest sequence the model will see (training or validation)."""
+        return max(self.schedule.max_seq_len, self.val_seq_len)
 
-    def setup(self, stage: str) -> None:
-        if self.trainer is not None:
-            self.check_fits(self.trainer.lightning_module)
+    @property
+    def _seq_len_field(self) -> str:
+        return "schedule.seq_len" if self.schedule.max_seq_len >= self.val_seq_len else "val_seq_len"
 
     @property
     def manifest(self) -> Manifest:
@@ -64,61 +68,95 @@ class TokenShardDataModule(L.LightningDataModule):
 
     @property
     def vocab_size(self) -> int:
-        """Size of the tokenizer's vocabulary; the model's vocab_size must be at least this."""
         return self.manifest.vocab_size
 
     @property
     def val_domains(self) -> list[str]:
-        return self.manifest.domains
+        return self.manifest.split_domains("val")
 
-    def _weights(self) -> list[float]:
-        domains = self.manifest.domains
-        if self.domain_weights is None:
-            return [float(self.manifest.tokens["train"][d]) for d in domains]
-        unknown = sorted(set(self.domain_weights) - set(domains))
+    def check_fits(self, model: L.LightningModule) -> None:
+        """Let ``model`` refuse this data (sequence length, tokenizer size) with a ConfigError. The ``motif`` CLI
+        calls this before the trainer starts; ``setup`` calls it again once ``prepare_data`` has made the data."""
+        check = getattr(model, "check_data_fits", None)
+        if check is not None:
+            prepared = (Path(self.data_dir) / MANIFEST).is_file()
+            check(self._seq_len_field, self.seq_len, self.vocab_size if prepared else None)
+
+    def setup(self, stage: str) -> None:
+        if self.trainer is not None:
+            self.check_fits(self.trainer.lightning_module)
+        unknown = sorted(set(self.schedule.domains) - set(self.manifest.domains))
         if unknown:
-            raise ConfigError(type(self).__name__, "domain_weights", self.domain_weights,
-                              f"unknown domains {unknown}; this dataset has {domains}")
-        return [float(self.domain_weights.get(d, 0.0)) for d in domains]
+            raise ConfigError("CurriculumSchedule", "mixture", unknown,
+                              f"unknown domains; the dataset at {self.data_dir} has {self.manifest.domains}")
+        if self.trainer is not None and stage == "fit":
+            self._check_batches_split(self.trainer.world_size, self.trainer.max_steps)
 
-    def _dataset(self, split: str, domain: str, shuffle: bool) -> StreamingDataset:
-        return StreamingDataset(
-            os.path.join(self.data_dir, split, domain), item_loader=TokensLoader(block_size=self.seq_len + 1),
-            shuffle=shuffle, drop_last=True, seed=self.seed,
-        )
+    def _check_batches_split(self, world_size: int, max_steps: int) -> None:
+        steps = max_steps if max_steps > 0 else 1
+        for step, (seq_len, sequences, _, _) in enumerate(islice(self.schedule.layout(), steps)):
+            if sequences % world_size:
+                raise ConfigError("CurriculumSchedule", "batch_multiple", self.schedule.batch_multiple,
+                                  f"step {step} has {sequences} sequences of {seq_len} tokens, which do not split "
+                                  f"over {world_size} ranks: set batch_multiple to a multiple of {world_size}")
 
-    def _loader(self, dataset: torch.utils.data.Dataset) -> StreamingDataLoader:
-        return StreamingDataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers, drop_last=True)
+    def _domain_dir(self, split: str, domain: str) -> str:
+        return os.path.join(self.data_dir, split, domain)
 
-    def train_dataloader(self) -> StreamingDataLoader:
-        weights = self._weights()
-        kept = [(d, w) for d, w in zip(self.manifest.domains, weights) if w > 0]
-        datasets = [self._dataset("train", d, shuffle=True) for d, _ in kept]
-        total = sum(w for _, w in kept)
-        mixed = CombinedStreamingDataset(
-            datasets, seed=self.seed, weights=[w / total for _, w in kept], iterate_over_all=False
-        )
-        return self._loader(mixed)
+    def plan(self) -> CurriculumPlan:
+        page_tokens = self.schedule.max_seq_len + 1
+        pages = {d: len(StreamingDataset(self._domain_dir("train", d), item_loader=TokensLoader(block_size=page_tokens)))
+                 for d in self.schedule.domains}
+        return CurriculumPlan(self.schedule, pages, self.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        rank, world_size, start = (trainer.global_rank, trainer.world_size, trainer.global_step) if trainer else (0, 1, 0)
+        dataset = CurriculumDataset({d: self._domain_dir("train", d) for d in self.schedule.domains}, self.plan(),
+                                    rank, world_size, start, self.micro_batch_tokens)
+        return DataLoader(dataset, batch_size=None, num_workers=self.num_workers)
+
+    def _eval_loaders(self, split: str) -> list[StreamingDataLoader]:
+        domains = self.manifest.split_domains(split)
+        if not domains:
+            raise ConfigError("data", "data_dir", self.data_dir,
+                              f"this dataset has no {split} split: prepare it with {split}_fraction > 0 or {split}_paths")
+        return [
+            StreamingDataLoader(
+                StreamingDataset(self._domain_dir(split, d), item_loader=TokensLoader(block_size=self.val_seq_len + 1)),
+                batch_size=self.val_batch_size, num_workers=self.num_workers,
+            )
+            for d in domains
+        ]
 
     def val_dataloader(self) -> list[StreamingDataLoader]:
-        return [self._loader(self._dataset("val", d, shuffle=False)) for d in self.val_domains]
+        return self._eval_loaders("val")
 
     def test_dataloader(self) -> list[StreamingDataLoader]:
-        return [self._loader(self._dataset("test", d, shuffle=False)) for d in self.val_domains]
+        return self._eval_loaders("test")
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "schedule": self.schedule.fingerprint()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state != self.state_dict():
+            warnings.warn("the data seed or curriculum schedule differs from the checkpoint's: the resumed run reads "
+                          "a different sample stream than the interrupted one", stacklevel=2)
 
 
-class EmbeddedCorpusDataModule(TokenShardDataModule):
-    """The offline default: code, prose and math built from the Python install on first use, then cached.
+class EmbeddedCorpusDataModule(CurriculumDataModule):
+    """The offline default: code, prose and math made from the Python install on first use, then cached.
 
     ``cache_dir`` defaults to $MOTIF_CACHE or ~/.cache/lightning-motif; the corpus folder name records the
-    tokenizer size and corpus size, so different settings never overwrite each other.
+    tokenizer and corpus sizes, so different settings never overwrite each other.
     """
 
     def __init__(
         self,
-        seq_len: int = 256,
-        batch_size: int = 16,
-        domain_weights: dict[str, float] | None = None,
+        schedule: CurriculumSchedule,
+        micro_batch_tokens: int = 4096,
+        val_seq_len: int | None = None,
+        val_batch_size: int = 16,
         num_workers: int = 0,
         seed: int = 42,
         tokenizer_vocab_size: int = 4096,
@@ -126,10 +164,8 @@ class EmbeddedCorpusDataModule(TokenShardDataModule):
         cache_dir: str | None = None,
     ) -> None:
         cache = Path(cache_dir or os.environ.get("MOTIF_CACHE") or Path.home() / ".cache" / "lightning-motif")
-        super().__init__(
-            str(cache / f"embedded-corpus-v{tokenizer_vocab_size}-{bytes_per_domain}"), seq_len, batch_size,
-            domain_weights, num_workers, seed,
-        )
+        super().__init__(str(cache / f"embedded-corpus-v{tokenizer_vocab_size}-{bytes_per_domain}"), schedule,
+                         micro_batch_tokens, val_seq_len, val_batch_size, num_workers, seed)
         self.tokenizer_vocab_size = tokenizer_vocab_size
         self.bytes_per_domain = bytes_per_domain
         require(tokenizer_vocab_size >= 512, self, "tokenizer_vocab_size", "train the BPE tokenizer with at least 512 tokens")
