@@ -13,3 +13,16 @@ import pytest  # noqa: E402
 def corpus_cache(tmp_path_factory):
     """One cache folder for the small embedded corpus, shared by every test that builds or reads it."""
     return tmp_path_factory.mktemp("motif-cache")
+
+
+@pytest.fixture(scope="session")
+def embedded_datamodule(corpus_cache):
+    """The small embedded corpus (built once) behind a DataModule with the tiny test curriculum."""
+    from lightning_motif.data.datamodule import EmbeddedCorpusDataModule
+    from motif_cli import tiny_schedule
+
+    datamodule = EmbeddedCorpusDataModule(tiny_schedule(), val_seq_len=64, val_batch_size=4, tokenizer_vocab_size=512,
+                                          bytes_per_domain=200_000, cache_dir=str(corpus_cache))
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule

@@ -5,19 +5,13 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from lightning_motif.data.datamodule import EmbeddedCorpusDataModule
 from lightning_motif.data.default_corpus import build_default_corpus, split_into_documents
 from lightning_motif.data.token_dataset import MANIFEST, TOKENIZER, Manifest
-from motif_cli import tiny_schedule
 
 
-@pytest.fixture(scope="module")
-def datamodule(corpus_cache):
-    schedule = tiny_schedule()
-    dm = EmbeddedCorpusDataModule(schedule, val_seq_len=64, val_batch_size=4, tokenizer_vocab_size=512,
-                                  bytes_per_domain=200_000, cache_dir=str(corpus_cache))
-    dm.prepare_data()
-    return dm
+@pytest.fixture
+def datamodule(embedded_datamodule):
+    return embedded_datamodule
 
 
 def test_corpus_has_three_domains_and_three_splits(datamodule):
@@ -42,7 +36,6 @@ def test_rebuilding_reuses_the_cached_corpus(datamodule):
 
 
 def test_batches_are_token_windows(datamodule):
-    datamodule.setup("fit")
     step = next(iter(datamodule.train_dataloader()))
     assert step["tokens"].ndim == 2 and step["tokens"].shape[1] == 33
     assert 0 <= step["tokens"].min() and step["tokens"].max() < 512

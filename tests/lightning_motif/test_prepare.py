@@ -1,0 +1,186 @@
+"""``motif prepare`` on small corpora of every supported format, re-runs, interruptions and bad inputs."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from litdata import StreamingDataset
+from litdata.streaming.item_loader import TokensLoader
+from tokenizers import Tokenizer
+
+from components.config_error import ConfigError
+from lightning_motif.data.prepare import DomainSource, PrepareConfig, prepare
+from lightning_motif.data.token_dataset import MANIFEST, TOKENIZER, Manifest
+from lightning_motif.data.tokenizer_training import train_bpe_tokenizer
+from motif_cli import motif_command
+
+WORDS = "the of and to in is was for on that with as by at from his her an it".split()
+
+
+def sentence(i: int, n: int = 40) -> str:
+    return " ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(n)) + f" {i}."
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """web: .jsonl with text under "content" plus broken lines; books: a folder of .txt (one undecodable);
+    wiki: .parquet. Returns (root, the valid documents per domain)."""
+    root = tmp_path / "raw"
+    (root / "books").mkdir(parents=True)
+    web = [sentence(i) for i in range(120)]
+    with (root / "web.jsonl").open("wb") as f:
+        for i, text in enumerate(web):
+            f.write((json.dumps({"content": text, "id": i}) + "\n").encode())
+            if i == 10:
+                f.write(b"{not json\n")
+                f.write(json.dumps({"title": "no content"}).encode() + b"\n")
+                f.write(b'{"content": "\xff\xfe broken"}\n')
+                f.write(json.dumps({"content": "   "}).encode() + b"\n")
+    books = [sentence(1000 + i, 300) for i in range(12)]
+    for i, text in enumerate(books):
+        (root / "books" / f"{i:02d}.txt").write_text(text)
+    (root / "books" / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    wiki = [sentence(2000 + i, 80) for i in range(60)]
+    table = pa.table({"text": wiki, "n": list(range(60))})
+    pq.write_table(table, root / "wiki.parquet", row_group_size=25)
+    train_bpe_tokenizer(web, 300, "<|endoftext|>", root / "small-tokenizer.json")
+    return root, {"web": web, "books": books, "wiki": wiki}
+
+
+def config(root: Path, out: Path, **overrides) -> PrepareConfig:
+    fields = dict(
+        output_dir=str(out),
+        domains={"web": DomainSource(paths=[str(root / "web.jsonl")], text_field="content"),
+                 "books": DomainSource(paths=[str(root / "books")]),
+                 "wiki": DomainSource(paths=[str(root / "wiki.parquet")])},
+        vocab_size=400, val_fraction=0.1, num_workers=2, verbose=False,
+    )
+    fields.update(overrides)
+    return PrepareConfig(**fields)
+
+
+def read_all_tokens(directory: Path) -> list[int]:
+    if not (directory / "index.json").exists() or not json.loads((directory / "index.json").read_text())["chunks"]:
+        return []
+    dataset = StreamingDataset(str(directory), item_loader=TokensLoader(block_size=1))
+    return [int(dataset[i][0]) for i in range(len(dataset))]
+
+
+def test_prepare_tokenizes_every_format_and_counts_exactly(corpus, tmp_path):
+    root, documents = corpus
+    out = tmp_path / "out"
+    manifest = prepare(config(root, out))
+    assert manifest.domains == ["books", "web", "wiki"]
+    tokenizer = Tokenizer.from_file(str(out / TOKENIZER))
+    assert manifest.vocab_size == tokenizer.get_vocab_size() <= 400
+    eos = manifest.eos_token_id
+    for domain, texts in documents.items():
+        expected = sum(len(tokenizer.encode(t).ids) + 1 for t in texts)
+        assert manifest.tokens["train"][domain] + manifest.tokens["val"][domain] == expected
+        assert manifest.documents["train"][domain] + manifest.documents["val"][domain] == len(texts)
+        assert 0 < manifest.documents["val"][domain] < len(texts) // 2
+        train = read_all_tokens(out / "train" / domain)
+        assert len(train) <= manifest.tokens["train"][domain] and train.count(eos) >= 1
+    assert manifest.skipped["train"]["web"] == {"invalid_json": 1, "missing_field": 1, "invalid_utf8": 1, "empty": 1}
+    assert manifest.skipped["train"]["books"] == {"invalid_utf8": 1}
+    assert manifest.skipped["val"]["web"] == {}
+    assert manifest.tokenizer_sha256 and Manifest.load(out) == manifest
+
+
+def test_given_tokenizer_is_used_and_recorded(corpus, tmp_path):
+    root, _ = corpus
+    first = prepare(config(root, tmp_path / "a"))
+    second = prepare(config(root, tmp_path / "b", tokenizer=str(tmp_path / "a" / TOKENIZER), vocab_size=50))
+    assert second.tokenizer_sha256 == first.tokenizer_sha256 and second.tokens == first.tokens
+
+
+def test_rerun_skips_finished_parts_and_rebuilds_changed_ones(corpus, tmp_path, capsys):
+    root, _ = corpus
+    out = tmp_path / "out"
+    prepare(config(root, out))
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*/index.json")}
+    prepare(config(root, out, verbose=True))
+    assert capsys.readouterr().out.count("up to date") == 1 + 6  # tokenizer + 3 domains x (train, val)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/*/index.json")} == stamps
+    time.sleep(0.01)
+    (root / "books" / "00.txt").write_text(sentence(5000, 300))
+    prepare(config(root, out, tokenizer=str(out / TOKENIZER)))
+    changed = {p for p in out.glob("*/*/index.json") if p.stat().st_mtime_ns != stamps[p]}
+    assert {p.parent.name for p in changed} == {"books"}
+
+
+def test_killed_prepare_leaves_no_complete_looking_part_and_resumes(tmp_path):
+    raw = tmp_path / "big.jsonl"
+    with raw.open("w") as f:
+        for i in range(60_000):
+            f.write(json.dumps({"text": sentence(i, 60)}) + "\n")
+    out = tmp_path / "out"
+    settings = tmp_path / "prepare.yaml"
+    settings.write_text(json.dumps({"output_dir": str(out), "domains": {"big": {"paths": [str(raw)]}},
+                                    "vocab_size": 300, "num_workers": 1, "val_fraction": 0.01}))
+    process = subprocess.Popen(motif_command() + ["prepare", "--config", str(settings)], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(out.glob(".partial-train-big/*.bin")) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, "prepare finished before it could be interrupted"
+    assert list(out.glob(".partial-train-big/*.bin"))  # killed while writing shards
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / MANIFEST).exists()
+    assert not (out / "train" / "big").exists() or (out / "train" / "big" / ".motif-part.json").exists()
+    result = subprocess.run(motif_command() + ["prepare", "--config", str(settings)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = Manifest.load(out)
+    assert manifest.documents["train"]["big"] + manifest.documents["val"]["big"] == 60_000
+
+
+BAD = {
+    "missing-path": (lambda root: dict(domains={"web": DomainSource(paths=[str(root / "nope.jsonl")])}),
+                     "PrepareConfig.domains.web.paths = "),
+    "no-supported-files": (lambda root: dict(domains={"web": DomainSource(paths=[str(root / "empty")])}),
+                           "no .txt/.jsonl/.parquet files there"),
+    "missing-field": (lambda root: dict(domains={"web": DomainSource(paths=[str(root / "web.jsonl")], text_field="text")}),
+                      "PrepareConfig.domains.web.text_field = 'text': not a field of"),
+    "vocab-larger-than-model": (lambda root: dict(vocab_size=400, model_vocab_size=256), "PrepareConfig.vocab_size = 400"),
+    "eos-not-in-tokenizer": (lambda root: dict(tokenizer=str(root / "small-tokenizer.json"), eos_token="</s>"),
+                             "PrepareConfig.eos_token = '</s>'"),
+    "tokenizer-larger-than-model": (lambda root: dict(tokenizer=str(root / "small-tokenizer.json"), model_vocab_size=100),
+                                    "PrepareConfig.model_vocab_size = 100: the tokenizer has 300 tokens"),
+    "missing-tokenizer": (lambda root: dict(tokenizer=str(root / "nope.json")), "PrepareConfig.tokenizer = "),
+    "bad-domain-name": (lambda root: dict(domains={"web/x": DomainSource(paths=[str(root / "books")])}), "PrepareConfig.domains = 'web/x'"),
+    "bad-fraction": (lambda root: dict(val_fraction=0.7, test_fraction=0.4), "PrepareConfig.val_fraction = 0.7"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_inputs_fail_before_work_with_the_field_named(case, corpus, tmp_path):
+    root, _ = corpus
+    (root / "empty").mkdir()
+    overrides, message = BAD[case]
+    with pytest.raises(ConfigError) as error:
+        prepare(config(root, tmp_path / "out", **overrides(root)))
+    assert message in str(error.value)
+    assert not (tmp_path / "out" / MANIFEST).exists() and not list((tmp_path / "out").glob("train/*"))
+
+
+def test_corpus_with_no_usable_documents_is_an_error(tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.txt").write_bytes(b"\xff\xfe\xfa")
+    with pytest.raises(ConfigError, match=r"no usable documents \(skipped: \{'invalid_utf8': 1\}\)"):
+        prepare(PrepareConfig(output_dir=str(tmp_path / "out"), domains={"bad": DomainSource(paths=[str(tmp_path / "bad")])},
+                              tokenizer=None, vocab_size=300, val_fraction=0.0, verbose=False))
+
+
+def test_cli_reports_a_bad_input_on_one_line(tmp_path):
+    result = subprocess.run(motif_command() + ["prepare", "--output_dir", str(tmp_path / "out"),
+                                               "--domains", json.dumps({"web": {"paths": [str(tmp_path / "missing")]}})],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("motif: error: PrepareConfig.domains.web.paths = ")
