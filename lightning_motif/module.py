@@ -21,7 +21,8 @@ class MotifLM(L.LightningModule):
     One training batch is one optimizer step: the curriculum stream decides how many sequences a step has (the
     batch ramps) and how many go through one forward pass (``micro_batch_size``), so the module accumulates
     gradients over the micro-batches itself (Lightning's manual optimization) and normalises the loss by the
-    step's tokens. Gradients are clipped to a global norm of ``gradient_clip_val`` (None: no clipping).
+    step's tokens. Gradients are clipped to a global norm of ``gradient_clip_val`` (None: no clipping). The
+    initial weights are a function of ``init_seed`` alone.
 
     The network is built in ``configure_model`` so a strategy can build it on the meta device and shard it.
     ``optimizer`` and ``lr_scheduler`` are factories from the config (jsonargparse class_path + init_args);
@@ -36,10 +37,12 @@ class MotifLM(L.LightningModule):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         gradient_clip_val: float | None = 1.0,
+        init_seed: int = 0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.gradient_clip_val = gradient_clip_val
+        self.init_seed = init_seed
         if gradient_clip_val is not None:
             require(gradient_clip_val > 0, self, "gradient_clip_val", "use a positive norm such as 1.0, or null for no clipping")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
@@ -70,7 +73,10 @@ class MotifLM(L.LightningModule):
 
     def configure_model(self) -> None:
         if self.net is None:
-            self.net = MotifForCausalLM(self.transformer_config)
+            # the initial weights depend on init_seed alone, not on what ran before (data preparation, say)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.init_seed)
+                self.net = MotifForCausalLM(self.transformer_config)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.net(input_ids)

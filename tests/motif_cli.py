@@ -61,3 +61,10 @@ def tiny_schedule():
 
     schedule = yaml.safe_load(TINY_CURRICULUM.read_text())["data"]["init_args"]["schedule"]
     return parse_config(CurriculumSchedule, yaml.safe_dump(schedule))
+
+
+def scalar_steps(run_dir: Path, tag: str) -> dict[int, float]:
+    """{step: value} of one scalar in the TensorBoard run whose events are directly in ``run_dir``."""
+    accumulator = EventAccumulator(str(run_dir))
+    accumulator.Reload()
+    return {event.step: event.value for event in accumulator.Scalars(tag)}
