@@ -20,6 +20,7 @@ from components.config_error import ConfigError
 from components.mlp.base import MLPConfig
 from lightning_motif.callbacks import CurriculumMonitor, ModelStatisticsMonitor, TokenThroughputMonitor
 from lightning_motif.data.datamodule import CurriculumDataModule
+from lightning_motif.data import prepare as prepare_module
 from lightning_motif.data.prepare import PrepareConfig, prepare
 from lightning_motif.module import MotifLM
 from lightning_motif.presets import enable_component_subclasses
@@ -87,7 +88,7 @@ class MotifCLI(LightningCLI):
 
 def run_prepare(args: list[str]) -> None:
     """``motif prepare``: the fields of PrepareConfig as flags or from ``--config`` YAML."""
-    parser = _OneLineErrorParser(prog="motif prepare", description=prepare.__doc__)
+    parser = _OneLineErrorParser(prog="motif prepare", description=prepare_module.__doc__)
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="Path to a YAML config file.")
     parser.add_class_arguments(PrepareConfig)
     parsed = parser.instantiate(parser.parse_args(args))
