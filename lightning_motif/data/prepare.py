@@ -96,7 +96,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _resolve_files(config: PrepareConfig, domain: str, key: str, paths: list[str]) -> list[Path]:
+def _resolve_files(config: PrepareConfig, domain: str, key: str, paths: list[str]) -> list[tuple[Path, str]]:
     files = []
     for raw in paths:
         path = Path(raw).expanduser()
@@ -125,7 +125,7 @@ def plan_parts(config: PrepareConfig) -> list[_Part]:
             raise config.fail(f"domains.{domain}.paths", [], "give at least one file or folder of training documents")
         resolved = {key: _resolve_files(config, domain, key, getattr(source, key))
                     for key in ("paths", "val_paths", "test_paths")}
-        for file in {f for files in resolved.values() for f in files}:
+        for file in {f for files in resolved.values() for f, _ in files}:
             fields = first_record_fields(file)
             if fields is not None and source.text_field not in fields:
                 raise config.fail(f"domains.{domain}.text_field", source.text_field,

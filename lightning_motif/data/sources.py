@@ -22,6 +22,9 @@ class WorkItem:
     """A piece of one input file: a byte range of a .jsonl file, one row group of a .parquet file, or a .txt file."""
 
     path: str
+    name: str
+    """The file's path relative to the configured input (its name, for a file given directly): documents are
+    identified by it, so moving a corpus does not change which documents are held out."""
     start: int = 0
     stop: int = -1
 
@@ -30,26 +33,29 @@ class WorkItem:
         return Path(self.path).suffix[1:]
 
 
-def list_input_files(path: Path) -> list[Path]:
-    """The supported files at ``path`` (a file, or a folder searched recursively), sorted."""
+def list_input_files(path: Path) -> list[tuple[Path, str]]:
+    """(file, name) of the supported files at ``path`` (a file, or a folder searched recursively), sorted; the
+    name is relative to ``path``."""
     if path.is_file():
-        return [path] if path.suffix in SUPPORTED_SUFFIXES else []
-    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUPPORTED_SUFFIXES)
+        return [(path, path.name)] if path.suffix in SUPPORTED_SUFFIXES else []
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUPPORTED_SUFFIXES)
+    return [(file, str(file.relative_to(path))) for file in files]
 
 
-def work_items(files: list[Path]) -> list[WorkItem]:
+def work_items(files: list[tuple[Path, str]]) -> list[WorkItem]:
     items = []
-    for file in files:
+    for file, name in files:
         if file.suffix == ".jsonl":
             size = file.stat().st_size
-            items += [WorkItem(str(file), s, min(s + JSONL_RANGE_BYTES, size)) for s in range(0, max(size, 1), JSONL_RANGE_BYTES)]
+            items += [WorkItem(str(file), name, s, min(s + JSONL_RANGE_BYTES, size))
+                      for s in range(0, max(size, 1), JSONL_RANGE_BYTES)]
         elif file.suffix == ".parquet":
             import pyarrow.parquet as pq
 
             groups = pq.ParquetFile(file).num_row_groups
-            items += [WorkItem(str(file), g, g + 1) for g in range(groups)]
+            items += [WorkItem(str(file), name, g, g + 1) for g in range(groups)]
         else:
-            items.append(WorkItem(str(file)))
+            items.append(WorkItem(str(file), name))
     return items
 
 
@@ -72,8 +78,8 @@ def first_record_fields(file: Path) -> list[str] | None:
 
 
 def document_key(item: WorkItem, position: int) -> bytes:
-    """A stable identity for a document: its file and its byte offset or row."""
-    return f"{item.path}\x00{position}".encode()
+    """A stable identity for a document: its file's name and its byte offset or row."""
+    return f"{item.name}\x00{position}".encode()
 
 
 def split_of(key: bytes, seed: int, val_fraction: float, test_fraction: float) -> str:

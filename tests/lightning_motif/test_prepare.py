@@ -42,7 +42,7 @@ def corpus(tmp_path):
                 f.write(json.dumps({"title": "no content"}).encode() + b"\n")
                 f.write(b'{"content": "\xff\xfe broken"}\n')
                 f.write(json.dumps({"content": "   "}).encode() + b"\n")
-    books = [sentence(1000 + i, 300) for i in range(12)]
+    books = [sentence(1000 + i, 100) for i in range(40)]
     for i, text in enumerate(books):
         (root / "books" / f"{i:02d}.txt").write_text(text)
     (root / "books" / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
