@@ -11,7 +11,8 @@ from torchmetrics.aggregation import MeanMetric
 
 from components.config_error import ConfigError, require
 from components.model import ModelConfig, MotifForCausalLM
-from components.optim.param_groups import weight_decay_groups
+from components.attention.base import Attention
+from components.optim.param_groups import motif_param_groups
 from lightning_motif.data.batch import step_tokens
 
 
@@ -23,6 +24,12 @@ class MotifLM(L.LightningModule):
     gradients over the micro-batches itself (Lightning's manual optimization) and normalises the loss by the
     step's tokens. Gradients are clipped to a global norm of ``gradient_clip_val`` (None: no clipping). The
     initial weights are a function of ``init_seed`` alone.
+
+    Parameters reach the optimizer in three named groups flagged for MuonClip (hidden matrices to Muon,
+    embeddings / lm_head and vectors to AdamW; see ``motif_param_groups``); a plain AdamW ignores the flag.
+    With ``track_max_logits`` every training forward measures each query head's largest attention logit, for
+    the dashboard (``model/layer_XX/max_logit``) and for an optimizer with QK-clip, which rescales the heads
+    above its tau after each step (``model/layer_XX/qk_clipped_heads``).
 
     The network is built in ``configure_model`` so a strategy can build it on the meta device and shard it.
     ``optimizer`` and ``lr_scheduler`` are factories from the config (jsonargparse class_path + init_args);
@@ -38,11 +45,13 @@ class MotifLM(L.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         gradient_clip_val: float | None = 1.0,
         init_seed: int = 0,
+        track_max_logits: bool = True,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.gradient_clip_val = gradient_clip_val
         self.init_seed = init_seed
+        self.track_max_logits = track_max_logits
         if gradient_clip_val is not None:
             require(gradient_clip_val > 0, self, "gradient_clip_val", "use a positive norm such as 1.0, or null for no clipping")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
@@ -81,6 +90,9 @@ class MotifLM(L.LightningModule):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.net(input_ids)
 
+    def _attention_layers(self) -> list[Attention]:
+        return [m for m in self.net.modules() if isinstance(m, Attention)]
+
     def _loss_sum(self, windows: torch.Tensor) -> torch.Tensor:
         """Summed next-token cross-entropy of windows (sequences, seq_len + 1), in fp32."""
         tokens = windows.long()
@@ -93,6 +105,9 @@ class MotifLM(L.LightningModule):
         step_tokens_count = windows.shape[0] * (windows.shape[1] - 1)
         micro_batches = windows.split(micro_batch_size)
         step_loss = torch.zeros((), device=windows.device)
+        for attention in self._attention_layers():
+            attention.reset_max_logits()
+            attention.track_max_logits = self.track_max_logits
         for i, micro_batch in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
             with nullcontext() if last or not isinstance(self.trainer.strategy, ParallelStrategy) \
@@ -100,6 +115,8 @@ class MotifLM(L.LightningModule):
                 loss = self._loss_sum(micro_batch) / step_tokens_count
                 self.manual_backward(loss)
             step_loss += loss.detach()
+        for attention in self._attention_layers():
+            attention.track_max_logits = False  # validation does not pay for the measurement
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.get_total_norm(grads)
         if self.gradient_clip_val is not None:
@@ -143,13 +160,22 @@ class MotifLM(L.LightningModule):
         self._eval_epoch_end("test")
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(weight_decay_groups(self.net))
+        optimizer = self.optimizer_factory(motif_param_groups(self.net))
+        if getattr(optimizer, "qk_clip_tau", None) is not None:
+            if not self.track_max_logits:
+                raise ConfigError(type(self).__name__, "track_max_logits", False,
+                                  "QK-clip needs the attention logits measured: set it to true or qk_clip_tau to null")
+            optimizer.set_qk_clip_sources([attention.qk_clip_target for attention in self._attention_layers()])
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def statistics(self) -> dict[str, torch.Tensor]:
-        return self.net.statistics()
+        stats = self.net.statistics()
+        optimizers = self.trainer.optimizers if self._trainer is not None else []
+        clipped = getattr(optimizers[0], "clipped_heads", []) if optimizers else []
+        stats.update({f"layer_{i:02d}/qk_clipped_heads": torch.tensor(n) for i, n in enumerate(clipped)})
+        return stats
 
 

@@ -1,5 +1,6 @@
 """The attention interface shared by the GQA baseline, differential and grouped differential attention."""
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -8,6 +9,7 @@ from torch import nn
 
 from components.config_error import require
 from components.layers import WeightInit
+from components.optim.qk_clip import QKClipTarget
 
 
 @dataclass(kw_only=True)
@@ -29,14 +31,57 @@ class Attention(nn.Module):
     """Causal self-attention: ``forward(x, cos, sin)`` maps (batch, seq, hidden) to the same shape.
 
     ``cos`` and ``sin`` are the rotary tables of :func:`components.rope.rotary_cos_sin` for this sequence.
+    With ``track_max_logits`` set, every forward also folds the largest pre-softmax logit of each query head
+    into ``max_logits`` (for QK-clip and the dashboard) until ``reset_max_logits`` is called.
     """
+
+    track_max_logits: bool = False
+    max_logits: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def key_head_of_query(self) -> list[int]:
+        """For each query head in q_proj order, the index of the key head (in k_proj order) it attends with."""
+        raise NotImplementedError
+
+    def qk_clip_target(self) -> QKClipTarget:
+        return QKClipTarget(self.q_proj.weight, self.k_proj.weight, self.key_head_of_query(), self.head_dim,
+                            self.max_logits)
+
+    def reset_max_logits(self) -> None:
+        self.max_logits = None
+
+    def _record_max_logits(self, per_query_head: torch.Tensor) -> None:
+        self.max_logits = per_query_head if self.max_logits is None else torch.maximum(self.max_logits, per_query_head)
+
     def statistics(self) -> dict[str, torch.Tensor]:
         """Scalars worth watching during training (logged by the model-statistics callback)."""
-        return {}
+        return {} if self.max_logits is None else {"max_logit": self.max_logits.max()}
+
+
+@torch.no_grad()
+def causal_max_logits(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """max over batch and causal (query, key) pairs of q.k / sqrt(head_dim), per query head, in fp32.
+
+    Same head layout as :func:`causal_attention`. Scores are formed one block of queries at a time against the
+    keys up to that block (blocks above the diagonal are skipped), so memory stays at batch x heads x block x seq
+    instead of seq x seq. A fused attention kernel can return the same maxima for free; this is the portable path.
+    """
+    batch, seq, q_heads, dim = q.shape
+    kv_heads = k.shape[2]
+    grouped_q = q.transpose(1, 2).reshape(batch, kv_heads, q_heads // kv_heads, seq, dim)
+    keys = k.transpose(1, 2).unsqueeze(2)
+    block = max(64, (1 << 21) // seq)
+    result = torch.full((kv_heads, q_heads // kv_heads), float("-inf"), device=q.device)
+    positions = torch.arange(seq, device=q.device)
+    for start in range(0, seq, block):
+        stop = min(seq, start + block)
+        scores = (grouped_q[..., start:stop, :] @ keys[..., :stop, :].mT).float()
+        future = positions[None, :stop] > positions[start:stop, None]
+        scores.masked_fill_(future, float("-inf"))
+        result = torch.maximum(result, scores.amax(dim=(0, 3, 4)))
+    return result.flatten() / math.sqrt(dim)
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from components.attention.base import AttentionConfig, causal_attention
+from components.attention.base import AttentionConfig, causal_attention, causal_max_logits
 from components.attention.differential_base import DifferentialAttentionBase
 from components.config_error import require
 from components.layers import Linear, WeightInit
@@ -58,6 +58,13 @@ class DifferentialAttention(DifferentialAttentionBase):
         q = apply_rotary(self.q_proj(x).view(batch, seq, 2 * self.num_heads, d), cos, sin)
         k = apply_rotary(self.k_proj(x).view(batch, seq, 2 * self.num_kv_heads, d), cos, sin)
         v = self.v_proj(x).view(batch, seq, self.num_kv_heads, 2 * d)
+        if self.track_max_logits:  # per head h: [q1_h, q2_h], the q_proj order
+            both = (causal_max_logits(q[:, :, 0::2], k[:, :, 0::2]), causal_max_logits(q[:, :, 1::2], k[:, :, 1::2]))
+            self._record_max_logits(torch.stack(both, dim=1).flatten())
         signal = causal_attention(q[:, :, 0::2], k[:, :, 0::2], v)
         noise = causal_attention(q[:, :, 1::2], k[:, :, 1::2], v)
         return self.o_proj(self.combine(signal, noise))
+
+    def key_head_of_query(self) -> list[int]:
+        per_group = self.num_heads // self.num_kv_heads
+        return [2 * (h // per_group) + branch for h in range(self.num_heads) for branch in (0, 1)]

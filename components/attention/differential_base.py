@@ -62,4 +62,4 @@ class DifferentialAttentionBase(Attention):
         return out.to(signal.dtype).flatten(2)
 
     def statistics(self) -> dict[str, torch.Tensor]:
-        return {"lambda": self.lambda_value().detach()}
+        return {"lambda": self.lambda_value().detach(), **super().statistics()}

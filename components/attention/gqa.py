@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import torch
 
-from components.attention.base import Attention, AttentionConfig, causal_attention
+from components.attention.base import Attention, AttentionConfig, causal_attention, causal_max_logits
 from components.config_error import require
 from components.layers import Linear, WeightInit
 from components.rope import apply_rotary
@@ -42,4 +42,9 @@ class GroupedQueryAttention(Attention):
         q = apply_rotary(self.q_proj(x).view(batch, seq, self.num_heads, self.head_dim), cos, sin)
         k = apply_rotary(self.k_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim), cos, sin)
         v = self.v_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim)
+        if self.track_max_logits:
+            self._record_max_logits(causal_max_logits(q, k))
         return self.o_proj(causal_attention(q, k, v).reshape(batch, seq, -1))
+
+    def key_head_of_query(self) -> list[int]:
+        return [h // (self.num_heads // self.num_kv_heads) for h in range(self.num_heads)]

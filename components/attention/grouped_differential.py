@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from components.attention.base import AttentionConfig, causal_attention
+from components.attention.base import AttentionConfig, causal_attention, causal_max_logits
 from components.attention.differential_base import DifferentialAttentionBase
 from components.config_error import require
 from components.layers import Linear, WeightInit
@@ -68,6 +68,14 @@ class GroupedDifferentialAttention(DifferentialAttentionBase):
         q = apply_rotary(self.q_proj(x).view(batch, seq, g * (r + 1), d), cos, sin).view(batch, seq, g, r + 1, d)
         k = apply_rotary(self.k_proj(x).view(batch, seq, 2 * g, d), cos, sin)
         v = self.v_proj(x).view(batch, seq, g, 2 * d)
-        signal = causal_attention(q[:, :, :, :r].reshape(batch, seq, g * r, d), k[:, :, 0::2], v)
-        noise = causal_attention(q[:, :, :, r], k[:, :, 1::2], v)
+        signal_q, noise_q = q[:, :, :, :r].reshape(batch, seq, g * r, d), q[:, :, :, r]
+        if self.track_max_logits:  # per group: r signal heads, then the noise head (the q_proj order)
+            signal_max = causal_max_logits(signal_q, k[:, :, 0::2]).view(g, r)
+            noise_max = causal_max_logits(noise_q, k[:, :, 1::2]).view(g, 1)
+            self._record_max_logits(torch.cat([signal_max, noise_max], dim=1).flatten())
+        signal = causal_attention(signal_q, k[:, :, 0::2], v)
+        noise = causal_attention(noise_q, k[:, :, 1::2], v)
         return self.o_proj(self.combine(signal, noise.repeat_interleave(r, dim=2)))
+
+    def key_head_of_query(self) -> list[int]:
+        return [2 * g + (j == self.ratio) for g in range(self.groups) for j in range(self.ratio + 1)]

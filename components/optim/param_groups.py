@@ -1,12 +1,26 @@
-"""Split parameters into optimizer groups."""
+"""Route a model's parameters into optimizer groups."""
 
 from torch import nn
 
 
-def weight_decay_groups(model: nn.Module) -> list[dict]:
-    """Matrices (ndim >= 2: projections, embeddings, lm_head) get the optimizer's weight decay; vectors (norm
-    weights, sub-norm, lambda vectors, PolyNorm weight and bias) get none, since decaying them toward zero
-    changes the function rather than regularising it."""
-    matrices = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    vectors = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    return [{"params": matrices, "name": "matrices"}, {"params": vectors, "name": "vectors", "weight_decay": 0.0}]
+def motif_param_groups(model: nn.Module) -> list[dict]:
+    """Three groups, each flagged for MuonClip and named for the dashboard; plain AdamW ignores the flag.
+
+    - ``hidden_matrices`` (use_muon): every 2-D weight inside the decoder blocks (q/k/v/o, gate/up/down).
+    - ``embeddings``: the other matrices, token embedding and lm_head (Muon's orthogonal update suits neither).
+    - ``vectors`` (no weight decay): norm weights, the sub-norm, lambda vectors, PolyNorm weight and bias;
+      decaying them toward zero changes the function rather than regularising it.
+    """
+    hidden, embeddings, vectors = [], [], []
+    for name, p in {id(p): (n, p) for n, p in model.named_parameters() if p.requires_grad}.values():
+        if p.ndim < 2:
+            vectors.append(p)
+        elif ".layers." in f".{name}":
+            hidden.append(p)
+        else:
+            embeddings.append(p)
+    return [
+        {"params": hidden, "name": "hidden_matrices", "use_muon": True},
+        {"params": embeddings, "name": "embeddings", "use_muon": False},
+        {"params": vectors, "name": "vectors", "use_muon": False, "weight_decay": 0.0},
+    ]

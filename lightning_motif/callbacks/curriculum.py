@@ -3,6 +3,8 @@
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from lightning_motif.callbacks.cadence import logging_step
+
 
 class CurriculumMonitor(Callback):
     """Every ``trainer.log_every_n_steps`` steps, from the step's batch (see ``CurriculumDataset``):
@@ -11,9 +13,9 @@ class CurriculumMonitor(Callback):
     ``curriculum/tokens_seen``."""
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
-        step = trainer.global_step
+        step = logging_step(trainer)
         info = batch.get("curriculum") if isinstance(batch, dict) else None
-        if info is None or step % trainer.log_every_n_steps != 0:
+        if info is None or step is None:
             return
         batch_tokens = info["seq_len"] * info["global_sequences"]
         metrics = {

@@ -7,6 +7,8 @@ import torch
 from lightning.fabric.utilities.throughput import Throughput
 from lightning.pytorch.callbacks import Callback
 
+from lightning_motif.callbacks.cadence import logging_step
+
 from lightning_motif.data.batch import step_tokens
 
 
@@ -45,8 +47,8 @@ class TokenThroughputMonitor(Callback):
         self._batches += 1
         self._samples += windows.shape[0]
         self._tokens += windows.shape[0] * (windows.shape[1] - 1)
-        step = trainer.global_step
-        if step % trainer.log_every_n_steps != 0:
+        step = logging_step(trainer)
+        if step is None:
             return
         self._throughput.update(time=self._now(pl_module), batches=self._batches, samples=self._samples,
                                 lengths=self._tokens)
