@@ -28,16 +28,16 @@ def test_fit_logs_the_dashboard(fit_run):
     tmp, _ = fit_run
     tags = scalars(tmp)
     for tag in ("train/loss", "train/grad_norm", "val/loss", "val/ppl", "val/loss_code", "val/loss_math",
-                "val/loss_prose", "throughput/tokens_per_sec", "curriculum/tokens_seen", "lr-AdamW/matrices",
+                "val/loss_prose", "throughput/tokens_per_sec", "curriculum/tokens_seen", "lr-AdamW/hidden_matrices",
                 "model/layer_00/lambda", "model/layer_01/lambda", "model/layer_00/polynorm_w0_cube",
-                "model/layer_01/polynorm_bias", "curriculum/weight/math", "curriculum/tokens_seen/code",
+                "model/layer_01/polynorm_bias", "model/layer_00/max_logit", "curriculum/weight/math", "curriculum/tokens_seen/code",
                 "curriculum/seq_len", "curriculum/batch_sequences", "curriculum/batch_tokens"):
         assert tag in tags, f"{tag} missing from {sorted(tags)}"
     assert all(v > 0 for v in tags["throughput/tokens_per_sec"])
     assert tags["curriculum/seq_len"][0] == 32 and tags["curriculum/seq_len"][-1] == 64
     assert tags["curriculum/weight/math"][-1] > tags["curriculum/weight/math"][0]
     assert tags["curriculum/tokens_seen"][-1] == sum(tags["curriculum/tokens_seen/" + d][-1] for d in ("code", "math", "prose"))
-    lr = tags["lr-AdamW/matrices"]
+    lr = tags["lr-AdamW/hidden_matrices"]
     assert max(lr) == pytest.approx(3e-3) and lr[-1] < max(lr)
 
 
