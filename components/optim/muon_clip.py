@@ -18,10 +18,11 @@ import math
 from collections.abc import Callable, Iterable
 
 import torch
+from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.optim.adamw import adamw
 
 from components.config_error import require
-from components.optim.newton_schulz import newton_schulz
+from components.optim.newton_schulz import newton_schulz_many
 from components.optim.parallel_muon import is_row_sharded, orthogonalize_row_sharded
 from components.optim.qk_clip import QKClipTarget, qk_clip_
 
@@ -93,26 +94,25 @@ class MuonClip(torch.optim.Optimizer):
             buffer.mul_(group["momentum"]).add_(p.grad)
             updates.append(p.grad.add(buffer, alpha=group["momentum"]) if group["nesterov"] else buffer)
 
-        def orthogonalize(matrix: torch.Tensor) -> torch.Tensor:
-            return newton_schulz(matrix, group["ns_steps"])
+        def orthogonalize(matrices: list[torch.Tensor]) -> list[torch.Tensor]:
+            return newton_schulz_many(matrices, group["ns_steps"])
 
         sharded = [i for i, u in enumerate(updates) if self.parallel_muon and is_row_sharded(u)]
-        local_rows = dict(zip(sharded, orthogonalize_row_sharded([updates[i] for i in sharded], orthogonalize,
+        others = sorted(set(range(len(updates))) - set(sharded))
+        orthogonal = dict(zip(sharded, orthogonalize_row_sharded([updates[i] for i in sharded], orthogonalize,
                                                                  self.parallel_chunk_size)))
-        for i, (p, update) in enumerate(zip(params, updates)):
+        # any other DTensor (another placement, or parallel_muon off): every rank orthogonalises the full matrix
+        full = orthogonalize([updates[i].full_tensor() if isinstance(updates[i], DTensor) else updates[i] for i in others])
+        for i, result in zip(others, full):
+            p = params[i]
+            if isinstance(p, DTensor):  # every rank holds the full result: keep this rank's part, no communication
+                result = distribute_tensor(result, p.device_mesh, p.placements, src_data_rank=None).to_local()
+            orthogonal[i] = result
+        for i, p in enumerate(params):
+            target = p.to_local() if isinstance(p, DTensor) else p
             scale = group["update_scale"] * math.sqrt(max(p.shape))
-            if i in local_rows:
-                target = p.to_local()
-                orthogonal = local_rows[i]
-            elif hasattr(update, "full_tensor"):  # any other DTensor: every rank orthogonalises the full matrix
-                full = orthogonalize(update.full_tensor())
-                from torch.distributed.tensor import distribute_tensor
-
-                target, orthogonal = p.to_local(), distribute_tensor(full, p.device_mesh, p.placements).to_local()
-            else:
-                target, orthogonal = p, orthogonalize(update)
             target.mul_(1 - group["lr"] * group["weight_decay"])
-            target.add_(orthogonal.to(target.dtype), alpha=-group["lr"] * scale)
+            target.add_(orthogonal[i].to(target.dtype), alpha=-group["lr"] * scale)
 
     def _adamw_step(self, group: dict) -> None:
         params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []

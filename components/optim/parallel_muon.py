@@ -93,10 +93,10 @@ class _Chunk:
 
 
 def orthogonalize_row_sharded(
-    updates: list[DTensor], orthogonalize: Callable[[torch.Tensor], torch.Tensor], chunk_size: int = 32,
+    updates: list[DTensor], orthogonalize: Callable[[list[torch.Tensor]], list[torch.Tensor]], chunk_size: int = 32,
 ) -> list[torch.Tensor]:
-    """``orthogonalize`` applied to the full matrix of each row-sharded DTensor (all on one 1-D mesh); returns
-    this rank's rows of each result, as bf16 local tensors."""
+    """``orthogonalize`` (a batch of full matrices in, their results out) applied to the full matrix of each
+    row-sharded DTensor (all on one 1-D mesh); returns this rank's rows of each result, as bf16 local tensors."""
     if not updates:
         return []
     mesh = updates[0].device_mesh
@@ -113,7 +113,8 @@ def orthogonalize_row_sharded(
         work.wait()
         if c + 1 < len(chunks):
             gather = chunks[c + 1].start_gather(updates, group)
-        owned = {i: orthogonalize(full) for i, full in chunk.assemble(receive, splits).items()}
+        assembled = chunk.assemble(receive, splits)
+        owned = dict(zip(assembled, orthogonalize(list(assembled.values()))))
         if scatter is not None:
             previous, (work_s, receive_s, splits_s) = scatter
             work_s.wait()

@@ -26,8 +26,8 @@ INIT = WeightInit(0.02, 0.02)
 
 
 def reference_newton_schulz(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
-    """The quintic iteration written out plainly (SPEC section 4), bf16 like the optimizer."""
-    x = g.bfloat16()
+    """The quintic iteration written out plainly (SPEC section 4), in float64."""
+    x = g.double()
     tall = x.shape[0] > x.shape[1]
     x = x.T if tall else x
     x = x / (x.norm() + 1e-7)
@@ -37,13 +37,18 @@ def reference_newton_schulz(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
     return x.T if tall else x
 
 
-@pytest.mark.parametrize("shape", [(8, 8), (5, 12), (12, 5), (33, 7)])
+@pytest.mark.parametrize("shape", [(8, 8), (5, 12), (12, 5), (33, 7), (64, 48)])
 def test_newton_schulz_orthogonalises(shape):
+    """bf16 against the float64 iteration: bf16 keeps 8 bits (relative error 2^-8 per rounding) and five
+    iterations of a map whose slope reaches ~3 near the origin amplify that to a few 1e-2 on entries of size
+    up to 1, so 0.06 absolute is the bf16 agreement; a wrong coefficient or orientation is off by O(1)."""
     torch.manual_seed(0)
     g = torch.randn(shape)
     out = newton_schulz(g)
     assert out.dtype == torch.bfloat16 and out.shape == shape
-    torch.testing.assert_close(out, reference_newton_schulz(g), atol=0, rtol=0)
+    torch.testing.assert_close(out.double(), reference_newton_schulz(g), atol=0.06, rtol=0)
+    batched = newton_schulz(torch.stack([g, 2 * g]))
+    torch.testing.assert_close(batched[0], out, atol=0, rtol=0)  # scale-free, batch-independent
     singular_values = torch.linalg.svdvals(out.float())
     assert singular_values.min() > 0.6 and singular_values.max() < 1.25  # the quintic's band around 1
     m, n = min(shape), max(shape)
@@ -93,7 +98,7 @@ def test_two_steps_match_muon_and_adamw_formulas():
     for step in range(2):
         g = grads[step][name]
         buffer = 0.95 * buffer + g
-        w = w * (1 - 0.01 * 0.1) - 0.01 * scale * reference_newton_schulz(g + 0.95 * buffer).float()
+        w = w * (1 - 0.01 * 0.1) - 0.01 * scale * newton_schulz(g + 0.95 * buffer).float()
     torch.testing.assert_close(model.get_parameter(name).detach(), w, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(model.get_parameter("lm_head.weight").detach(), head.detach(), atol=0, rtol=0)
 
