@@ -103,3 +103,14 @@ def test_bad_config_fails_with_one_line_naming_the_field(case, tmp_path, corpus_
     assert len(errors) == 1 and expected in errors[0], result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("events.out.tfevents.*"))
+
+
+def test_fit_with_muonclip_logs_logits_and_trains(tmp_path, corpus_cache):
+    args = ["fit", *tiny_run_args(tmp_path, corpus_cache, 20),
+            "--config", str(REPO / "experiments/ablations/optimizer/muonclip.yaml"), "--trainer.limit_val_batches=0"]
+    result = run_motif(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    tags = scalars(tmp_path)
+    assert tags["train/loss"][-1] < tags["train/loss"][0] - 0.5
+    assert "lr-MuonClip/hidden_matrices" in tags and "model/layer_01/qk_clipped_heads" in tags
+    assert all(0 < v < 100 for v in tags["model/layer_00/max_logit"])
