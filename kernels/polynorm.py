@@ -1,15 +1,32 @@
-"""PolyNorm activation (arXiv 2411.03884; Motif-2 report, SPEC section 3).
+"""PolyNorm and PolyNorm-times-up (arXiv 2411.03884; Motif-2 report, SPEC section 3): Triton kernels, their
+autograd glue as ``torch.library`` custom ops (so ``torch.compile`` traces through them), and the pure-PyTorch
+reference that is also the CPU path.
 
   PolyNorm(x) = w0 * N(x^3) + w1 * N(x^2) + w2 * N(x) + b,   N(u) = u / sqrt(mean(u^2 over last dim) + eps)
+  fused MLP gate: PolyNorm(gate) * up
 
-This file holds the pure-PyTorch reference, which is also the CPU path.
+Each kernel program handles whole rows and keeps only x (and the incoming gradient) live: the three RMS
+statistics are row sums of x^2, x^4 and x^6, recomputed in the backward pass instead of stored, so forward
+reads x (and up) and writes y, and backward reads x and dy (and up) and writes dx (and dup), the memory floor.
+With n_k = x^k, r_k = 1 / sqrt(mean(n_k^2) + eps), N_k = n_k r_k and g = dy (times up):
+  dw_k = sum g N_k,   db = sum g,   dn_k = r_k (w_k g - N_k mean(w_k g N_k)),   dx = dn_1 + 2 x dn_2 + 3 x^2 dn_3.
+The weight and bias gradients are reduced through a per-program partial buffer summed in a fixed order, so
+they are the same bits run to run (no atomics).
 """
 
+import os
+
 import torch
+import triton
+import triton.language as tl
+
+INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def polynorm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    """PolyNorm in fp32, returned in x's dtype. ``weight`` has 3 entries (for x^3, x^2, x), ``bias`` one."""
+def polynorm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+                       up: torch.Tensor | None = None) -> torch.Tensor:
+    """PolyNorm in fp32 (times ``up`` when given), returned in x's dtype. ``weight`` has 3 entries (for x^3,
+    x^2, x), ``bias`` one."""
     x32 = x.float()
     w = weight.float()
 
@@ -17,9 +34,155 @@ def polynorm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         return u * torch.rsqrt(u.pow(2).mean(dim=-1, keepdim=True) + eps)
 
     y = w[0] * normalize(x32.pow(3)) + w[1] * normalize(x32.pow(2)) + w[2] * normalize(x32) + bias.float()
+    if up is not None:
+        y = y * up.float()
     return y.to(x.dtype)
 
 
-def polynorm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    """PolyNorm of x over its last dimension."""
-    return polynorm_reference(x, weight, bias, eps)
+@triton.jit
+def _row_statistics(x, n_cols, eps):
+    x2 = x * x
+    r1 = tl.rsqrt(tl.sum(x2, axis=0) / n_cols + eps)
+    r2 = tl.rsqrt(tl.sum(x2 * x2, axis=0) / n_cols + eps)
+    r3 = tl.rsqrt(tl.sum(x2 * x2 * x2, axis=0) / n_cols + eps)
+    return r1, r2, r3
+
+
+@triton.jit
+def _polynorm_forward_kernel(X, UP, Y, W, B, n_rows, n_cols, eps, HAS_UP: tl.constexpr, BLOCK: tl.constexpr):
+    cols = tl.arange(0, BLOCK)
+    mask = cols < n_cols
+    w0, w1, w2 = tl.load(W).to(tl.float32), tl.load(W + 1).to(tl.float32), tl.load(W + 2).to(tl.float32)
+    b = tl.load(B).to(tl.float32)
+    for row in range(tl.program_id(0).to(tl.int64), n_rows, tl.num_programs(0)):
+        offset = row * n_cols
+        x = tl.load(X + offset + cols, mask=mask, other=0.0).to(tl.float32)
+        r1, r2, r3 = _row_statistics(x, n_cols, eps)
+        x2 = x * x
+        y = w0 * x2 * x * r3 + w1 * x2 * r2 + w2 * x * r1 + b
+        if HAS_UP:
+            y = y * tl.load(UP + offset + cols, mask=mask, other=0.0).to(tl.float32)
+        tl.store(Y + offset + cols, y.to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _polynorm_backward_kernel(DY, X, UP, DX, DUP, PARTIAL, W, n_rows, n_cols, eps,
+                              HAS_UP: tl.constexpr, BLOCK: tl.constexpr):
+    cols = tl.arange(0, BLOCK)
+    mask = cols < n_cols
+    w0, w1, w2 = tl.load(W).to(tl.float32), tl.load(W + 1).to(tl.float32), tl.load(W + 2).to(tl.float32)
+    dw0 = 0.0
+    dw1 = 0.0
+    dw2 = 0.0
+    db = 0.0
+    for row in range(tl.program_id(0).to(tl.int64), n_rows, tl.num_programs(0)):
+        offset = row * n_cols
+        x = tl.load(X + offset + cols, mask=mask, other=0.0).to(tl.float32)
+        g = tl.load(DY + offset + cols, mask=mask, other=0.0).to(tl.float32)
+        r1, r2, r3 = _row_statistics(x, n_cols, eps)
+        x2 = x * x
+        if HAS_UP:
+            up = tl.load(UP + offset + cols, mask=mask, other=0.0).to(tl.float32)
+            b = tl.load(W + 3).to(tl.float32)  # the bias rides after the three weights
+            polynorm = w0 * x2 * x * r3 + w1 * x2 * r2 + w2 * x * r1 + b
+            tl.store(DUP + offset + cols, (g * polynorm).to(DUP.dtype.element_ty), mask=mask)
+            g = g * up
+        s1 = tl.sum(g * x, axis=0)
+        s2 = tl.sum(g * x2, axis=0)
+        s3 = tl.sum(g * x2 * x, axis=0)
+        dw0 += s3 * r3
+        dw1 += s2 * r2
+        dw2 += s1 * r1
+        db += tl.sum(g, axis=0)
+        # mean(w_k g N_k) = w_k r_k s_k / n_cols
+        dn1 = r1 * (w2 * g - x * r1 * (w2 * r1 * s1 / n_cols))
+        dn2 = r2 * (w1 * g - x2 * r2 * (w1 * r2 * s2 / n_cols))
+        dn3 = r3 * (w0 * g - x2 * x * r3 * (w0 * r3 * s3 / n_cols))
+        dx = dn1 + 2.0 * x * dn2 + 3.0 * x2 * dn3
+        tl.store(DX + offset + cols, dx.to(DX.dtype.element_ty), mask=mask)
+    base = PARTIAL + tl.program_id(0) * 4
+    tl.store(base, dw0)
+    tl.store(base + 1, dw1)
+    tl.store(base + 2, dw2)
+    tl.store(base + 3, db)
+
+
+def _launch_shape(x: torch.Tensor) -> tuple[int, int, int, int]:
+    """(rows, BLOCK, programs, num_warps) for rows of x's last dimension."""
+    n_cols = x.shape[-1]
+    n_rows = x.numel() // n_cols
+    block = triton.next_power_of_2(n_cols)
+    num_warps = 4 if block <= 1024 else 8 if block <= 4096 else 16
+    if INTERPRETING or not x.is_cuda:
+        programs = min(n_rows, 4)
+    else:
+        programs = min(n_rows, torch.cuda.get_device_properties(x.device).multi_processor_count * 4)
+    return n_rows, block, max(programs, 1), num_warps
+
+
+@torch.library.custom_op("motif::polynorm_forward", mutates_args=())
+def polynorm_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, up: torch.Tensor | None,
+                     eps: float) -> torch.Tensor:
+    x = x.contiguous()
+    up = up.contiguous() if up is not None else None
+    y = torch.empty_like(x)
+    n_rows, block, programs, num_warps = _launch_shape(x)
+    _polynorm_forward_kernel[(programs,)](x, up if up is not None else x, y, weight, bias, n_rows, x.shape[-1], eps,
+                                          HAS_UP=up is not None, BLOCK=block, num_warps=num_warps)
+    return y
+
+
+@polynorm_forward.register_fake
+def _(x, weight, bias, up, eps):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("motif::polynorm_backward", mutates_args=())
+def polynorm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                      up: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dweight, dbias, dup); dup is empty when ``up`` is None."""
+    dy, x = dy.contiguous(), x.contiguous()
+    up = up.contiguous() if up is not None else None
+    dx = torch.empty_like(x)
+    dup = torch.empty_like(up) if up is not None else x.new_empty(0)
+    n_rows, block, programs, num_warps = _launch_shape(x)
+    partial = torch.empty(programs, 4, device=x.device, dtype=torch.float32)
+    weight_and_bias = torch.cat([weight.float(), bias.float()])
+    _polynorm_backward_kernel[(programs,)](dy, x, up if up is not None else x, dx, dup if up is not None else dx,
+                                           partial, weight_and_bias, n_rows, x.shape[-1], eps,
+                                           HAS_UP=up is not None, BLOCK=block, num_warps=num_warps)
+    sums = partial.sum(0)
+    return dx, sums[:3].to(weight.dtype, copy=True), sums[3:].to(bias.dtype, copy=True), dup
+
+
+@polynorm_backward.register_fake
+def _(dy, x, weight, bias, up, eps):
+    return torch.empty_like(x), torch.empty_like(weight), torch.empty_like(bias), (
+        torch.empty_like(up) if up is not None else x.new_empty(0))
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, up, eps = inputs
+    ctx.save_for_backward(x, weight, bias, up)
+    ctx.eps = eps
+
+
+def _backward(ctx, dy):
+    x, weight, bias, up = ctx.saved_tensors
+    dx, dweight, dbias, dup = polynorm_backward(dy, x, weight, bias, up, ctx.eps)
+    return dx, dweight, dbias, (dup if up is not None else None), None
+
+
+polynorm_forward.register_autograd(_backward, setup_context=_setup_context)
+
+IMPLEMENTATIONS = ("auto", "triton", "reference")
+
+
+def polynorm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float, up: torch.Tensor | None = None,
+             impl: str = "auto") -> torch.Tensor:
+    """PolyNorm of x over its last dimension (times ``up`` when given). ``impl``: "triton" (the fused kernels),
+    "reference" (PyTorch, fp32) or "auto" (Triton on CUDA, the reference elsewhere)."""
+    use_triton = impl == "triton" or (impl == "auto" and x.is_cuda)
+    if use_triton:
+        return polynorm_forward(x, weight, bias, up, eps)
+    return polynorm_reference(x, weight, bias, eps, up)
