@@ -61,7 +61,8 @@ def main() -> None:
             def run(fn, train=pass_name != "forward"):
                 xs = x.detach().requires_grad_(train)
                 us = u.detach().requires_grad_(train) if u is not None else None
-                y = fn(xs, weight, bias, 1e-6, up=us) if fn is not polynorm else polynorm(xs, weight, bias, 1e-6, up=us, impl="triton")
+                with torch.set_grad_enabled(train):  # a forward-only pass saves nothing for backward
+                    y = fn(xs, weight, bias, 1e-6, up=us) if fn is not polynorm else polynorm(xs, weight, bias, 1e-6, up=us, impl="triton")
                 if train:
                     y.backward(dy)
             times = {label: median_ms(lambda f=fn: run(f)) for label, fn in

@@ -5,9 +5,10 @@ reference that is also the CPU path.
   PolyNorm(x) = w0 * N(x^3) + w1 * N(x^2) + w2 * N(x) + b,   N(u) = u / sqrt(mean(u^2 over last dim) + eps)
   fused MLP gate: PolyNorm(gate) * up
 
-Each kernel program handles whole rows and keeps only x (and the incoming gradient) live: the three RMS
-statistics are row sums of x^2, x^4 and x^6, recomputed in the backward pass instead of stored, so forward
-reads x (and up) and writes y, and backward reads x and dy (and up) and writes dx (and dup), the memory floor.
+Each kernel program handles whole rows, walking each row in chunks of columns: a first pass forms the row sums
+(of x^2, x^4, x^6, and in the backward also of g x^k), a second pass, which mostly finds the row still in
+cache, writes the outputs. The RMS statistics are recomputed in the backward pass instead of stored, so forward reads
+x (and up) and writes y, and backward reads x and dy (and up) and writes dx (and dup): the memory floor.
 With n_k = x^k, r_k = 1 / sqrt(mean(n_k^2) + eps), N_k = n_k r_k and g = dy (times up):
   dw_k = sum g N_k,   db = sum g,   dn_k = r_k (w_k g - N_k mean(w_k g N_k)),   dx = dn_1 + 2 x dn_2 + 3 x^2 dn_3.
 The weight and bias gradients are reduced through a per-program partial buffer summed in a fixed order, so
@@ -15,6 +16,7 @@ they are the same bits run to run (no atomics).
 """
 
 import os
+from functools import lru_cache
 
 import torch
 import triton
@@ -40,84 +42,124 @@ def polynorm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 
 
 @triton.jit
-def _row_statistics(x, n_cols, eps):
-    x2 = x * x
-    r1 = tl.rsqrt(tl.sum(x2, axis=0) / n_cols + eps)
-    r2 = tl.rsqrt(tl.sum(x2 * x2, axis=0) / n_cols + eps)
-    r3 = tl.rsqrt(tl.sum(x2 * x2 * x2, axis=0) / n_cols + eps)
+def _row_statistics(X, offset, n_cols, eps, BLOCK: tl.constexpr):
+    """1 / sqrt(mean(x^{2k}) + eps) for k = 1, 2, 3, from one pass over the row in BLOCK-wide chunks."""
+    cols = tl.arange(0, BLOCK)
+    sum2 = tl.zeros((BLOCK,), tl.float32)
+    sum4 = tl.zeros((BLOCK,), tl.float32)
+    sum6 = tl.zeros((BLOCK,), tl.float32)
+    for start in range(0, n_cols, BLOCK):
+        x = tl.load(X + offset + start + cols, mask=start + cols < n_cols, other=0.0).to(tl.float32)
+        x2 = x * x
+        sum2 += x2
+        sum4 += x2 * x2
+        sum6 += x2 * x2 * x2
+    r1 = tl.rsqrt(tl.sum(sum2, axis=0) / n_cols + eps)
+    r2 = tl.rsqrt(tl.sum(sum4, axis=0) / n_cols + eps)
+    r3 = tl.rsqrt(tl.sum(sum6, axis=0) / n_cols + eps)
     return r1, r2, r3
 
 
 @triton.jit
 def _polynorm_forward_kernel(X, UP, Y, W, B, n_rows, n_cols, eps, HAS_UP: tl.constexpr, BLOCK: tl.constexpr):
     cols = tl.arange(0, BLOCK)
-    mask = cols < n_cols
     w0, w1, w2 = tl.load(W).to(tl.float32), tl.load(W + 1).to(tl.float32), tl.load(W + 2).to(tl.float32)
     b = tl.load(B).to(tl.float32)
     for row in range(tl.program_id(0).to(tl.int64), n_rows, tl.num_programs(0)):
         offset = row * n_cols
-        x = tl.load(X + offset + cols, mask=mask, other=0.0).to(tl.float32)
-        r1, r2, r3 = _row_statistics(x, n_cols, eps)
-        x2 = x * x
-        y = w0 * x2 * x * r3 + w1 * x2 * r2 + w2 * x * r1 + b
-        if HAS_UP:
-            y = y * tl.load(UP + offset + cols, mask=mask, other=0.0).to(tl.float32)
-        tl.store(Y + offset + cols, y.to(Y.dtype.element_ty), mask=mask)
+        r1, r2, r3 = _row_statistics(X, offset, n_cols, eps, BLOCK)
+        for start in range(0, n_cols, BLOCK):  # the second read of the row comes from cache
+            mask = start + cols < n_cols
+            x = tl.load(X + offset + start + cols, mask=mask, other=0.0).to(tl.float32)
+            x2 = x * x
+            y = w0 * x2 * x * r3 + w1 * x2 * r2 + w2 * x * r1 + b
+            if HAS_UP:
+                y = y * tl.load(UP + offset + start + cols, mask=mask, other=0.0).to(tl.float32)
+            tl.store(Y + offset + start + cols, y.to(Y.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _polynorm_backward_kernel(DY, X, UP, DX, DUP, PARTIAL, W, n_rows, n_cols, eps,
                               HAS_UP: tl.constexpr, BLOCK: tl.constexpr):
     cols = tl.arange(0, BLOCK)
-    mask = cols < n_cols
     w0, w1, w2 = tl.load(W).to(tl.float32), tl.load(W + 1).to(tl.float32), tl.load(W + 2).to(tl.float32)
-    dw0 = 0.0
-    dw1 = 0.0
-    dw2 = 0.0
-    db = 0.0
+    b = tl.load(W + 3).to(tl.float32)  # the bias rides after the three weights
+    dw0 = tl.zeros((BLOCK,), tl.float32)
+    dw1 = tl.zeros((BLOCK,), tl.float32)
+    dw2 = tl.zeros((BLOCK,), tl.float32)
+    db = tl.zeros((BLOCK,), tl.float32)
     for row in range(tl.program_id(0).to(tl.int64), n_rows, tl.num_programs(0)):
         offset = row * n_cols
-        x = tl.load(X + offset + cols, mask=mask, other=0.0).to(tl.float32)
-        g = tl.load(DY + offset + cols, mask=mask, other=0.0).to(tl.float32)
-        r1, r2, r3 = _row_statistics(x, n_cols, eps)
-        x2 = x * x
-        if HAS_UP:
-            up = tl.load(UP + offset + cols, mask=mask, other=0.0).to(tl.float32)
-            b = tl.load(W + 3).to(tl.float32)  # the bias rides after the three weights
-            polynorm = w0 * x2 * x * r3 + w1 * x2 * r2 + w2 * x * r1 + b
-            tl.store(DUP + offset + cols, (g * polynorm).to(DUP.dtype.element_ty), mask=mask)
-            g = g * up
-        s1 = tl.sum(g * x, axis=0)
-        s2 = tl.sum(g * x2, axis=0)
-        s3 = tl.sum(g * x2 * x, axis=0)
+        # first pass: the RMS sums of x^{2k} and s_k = sum g x^k, where g = dy (times up)
+        sum2 = tl.zeros((BLOCK,), tl.float32)
+        sum4 = tl.zeros((BLOCK,), tl.float32)
+        sum6 = tl.zeros((BLOCK,), tl.float32)
+        s1 = tl.zeros((BLOCK,), tl.float32)
+        s2 = tl.zeros((BLOCK,), tl.float32)
+        s3 = tl.zeros((BLOCK,), tl.float32)
+        for start in range(0, n_cols, BLOCK):
+            mask = start + cols < n_cols
+            x = tl.load(X + offset + start + cols, mask=mask, other=0.0).to(tl.float32)
+            g = tl.load(DY + offset + start + cols, mask=mask, other=0.0).to(tl.float32)
+            if HAS_UP:
+                g = g * tl.load(UP + offset + start + cols, mask=mask, other=0.0).to(tl.float32)
+            x2 = x * x
+            sum2 += x2
+            sum4 += x2 * x2
+            sum6 += x2 * x2 * x2
+            s1 += g * x
+            s2 += g * x2
+            s3 += g * x2 * x
+            db += g
+        r1 = tl.rsqrt(tl.sum(sum2, axis=0) / n_cols + eps)
+        r2 = tl.rsqrt(tl.sum(sum4, axis=0) / n_cols + eps)
+        r3 = tl.rsqrt(tl.sum(sum6, axis=0) / n_cols + eps)
         dw0 += s3 * r3
         dw1 += s2 * r2
         dw2 += s1 * r1
-        db += tl.sum(g, axis=0)
-        # mean(w_k g N_k) = w_k r_k s_k / n_cols
-        dn1 = r1 * (w2 * g - x * r1 * (w2 * r1 * s1 / n_cols))
-        dn2 = r2 * (w1 * g - x2 * r2 * (w1 * r2 * s2 / n_cols))
-        dn3 = r3 * (w0 * g - x2 * x * r3 * (w0 * r3 * s3 / n_cols))
-        dx = dn1 + 2.0 * x * dn2 + 3.0 * x2 * dn3
-        tl.store(DX + offset + cols, dx.to(DX.dtype.element_ty), mask=mask)
+        # second pass: dn_k = r_k (w_k g - N_k mean(w_k g N_k)), mean(w_k g N_k) = w_k r_k t_k / n_cols
+        c1 = w2 * r1 * r1 * tl.sum(s1, axis=0) / n_cols
+        c2 = w1 * r2 * r2 * tl.sum(s2, axis=0) / n_cols
+        c3 = w0 * r3 * r3 * tl.sum(s3, axis=0) / n_cols
+        for start in range(0, n_cols, BLOCK):
+            mask = start + cols < n_cols
+            x = tl.load(X + offset + start + cols, mask=mask, other=0.0).to(tl.float32)
+            g = tl.load(DY + offset + start + cols, mask=mask, other=0.0).to(tl.float32)
+            x2 = x * x
+            if HAS_UP:
+                polynorm = w0 * x2 * x * r3 + w1 * x2 * r2 + w2 * x * r1 + b
+                tl.store(DUP + offset + start + cols, (g * polynorm).to(DUP.dtype.element_ty), mask=mask)
+                g = g * tl.load(UP + offset + start + cols, mask=mask, other=0.0).to(tl.float32)
+            dn1 = r1 * (w2 * g - x * c1)
+            dn2 = r2 * (w1 * g - x2 * c2)
+            dn3 = r3 * (w0 * g - x2 * x * c3)
+            dx = dn1 + 2.0 * x * dn2 + 3.0 * x2 * dn3
+            tl.store(DX + offset + start + cols, dx.to(DX.dtype.element_ty), mask=mask)
     base = PARTIAL + tl.program_id(0) * 4
-    tl.store(base, dw0)
-    tl.store(base + 1, dw1)
-    tl.store(base + 2, dw2)
-    tl.store(base + 3, db)
+    tl.store(base, tl.sum(dw0, axis=0))
+    tl.store(base + 1, tl.sum(dw1, axis=0))
+    tl.store(base + 2, tl.sum(dw2, axis=0))
+    tl.store(base + 3, tl.sum(db, axis=0))
 
 
-def _launch_shape(x: torch.Tensor) -> tuple[int, int, int, int]:
+FORWARD_CHUNK, BACKWARD_CHUNK = 4096, 2048
+"""Columns one program touches at a time (the row is walked in chunks, so registers hold a chunk, not a row);
+with the warp counts below, the fastest on an H200 at 16,384 x 16,384 bf16 (benchmarks/RESULTS.md)."""
+
+
+def _launch_shape(x: torch.Tensor, chunk: int, warps: int) -> tuple[int, int, int, int]:
     """(rows, BLOCK, programs, num_warps) for rows of x's last dimension."""
     n_cols = x.shape[-1]
     n_rows = x.numel() // n_cols
-    block = triton.next_power_of_2(n_cols)
-    num_warps = 4 if block <= 1024 else 8 if block <= 4096 else 16
-    if INTERPRETING or not x.is_cuda:
-        programs = min(n_rows, 4)
-    else:
-        programs = min(n_rows, torch.cuda.get_device_properties(x.device).multi_processor_count * 4)
+    block = min(triton.next_power_of_2(n_cols), chunk)
+    num_warps = min(warps, max(1, block // 256))
+    programs = min(n_rows, 4 if INTERPRETING or not x.is_cuda else _multiprocessors(x.device.index or 0) * 16)
     return n_rows, block, max(programs, 1), num_warps
+
+
+@lru_cache
+def _multiprocessors(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
 @torch.library.custom_op("motif::polynorm_forward", mutates_args=())
@@ -126,7 +168,7 @@ def polynorm_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
     x = x.contiguous()
     up = up.contiguous() if up is not None else None
     y = torch.empty_like(x)
-    n_rows, block, programs, num_warps = _launch_shape(x)
+    n_rows, block, programs, num_warps = _launch_shape(x, FORWARD_CHUNK, 4)
     _polynorm_forward_kernel[(programs,)](x, up if up is not None else x, y, weight, bias, n_rows, x.shape[-1], eps,
                                           HAS_UP=up is not None, BLOCK=block, num_warps=num_warps)
     return y
@@ -145,7 +187,7 @@ def polynorm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, b
     up = up.contiguous() if up is not None else None
     dx = torch.empty_like(x)
     dup = torch.empty_like(up) if up is not None else x.new_empty(0)
-    n_rows, block, programs, num_warps = _launch_shape(x)
+    n_rows, block, programs, num_warps = _launch_shape(x, BACKWARD_CHUNK, 8)
     partial = torch.empty(programs, 4, device=x.device, dtype=torch.float32)
     weight_and_bias = torch.cat([weight.float(), bias.float()])
     _polynorm_backward_kernel[(programs,)](dy, x, up if up is not None else x, dx, dup if up is not None else dx,

@@ -26,7 +26,7 @@ def close(actual, expected, tol):
     torch.testing.assert_close(actual.double(), expected, atol=tol * scale, rtol=0)
 
 
-@pytest.mark.parametrize("rows,cols", [(7, 33), (3, 100), (5, 257), (1, 1), (4, 1024)])
+@pytest.mark.parametrize("rows,cols", [(7, 33), (3, 100), (5, 257), (1, 1), (4, 1024), (2, 4500)])
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 4e-3)])
 @pytest.mark.parametrize("with_up", [False, True])
 def test_kernels_match_float64_autograd(rows, cols, dtype, tol, with_up):
