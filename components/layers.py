@@ -6,7 +6,10 @@ module by module (as FSDP2 set-up does) gets the same initialisation as one buil
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
+
+from kernels.linear_cross_entropy import linear_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -49,3 +52,17 @@ def count_parameters(module: nn.Module) -> int:
 
 
 
+
+
+class LMHead(Linear):
+    """The output projection; given targets, it returns the summed next-token cross-entropy instead of logits,
+    through ``kernels.linear_cross_entropy`` ("chunked": the logits of all tokens never exist at once)."""
+
+    def __init__(self, hidden_size: int, vocab_size: int, init_std: float, loss_kernel: str = "chunked") -> None:
+        super().__init__(hidden_size, vocab_size, init_std)
+        self.loss_kernel = loss_kernel
+
+    def forward(self, hidden: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        if targets is None:
+            return super().forward(hidden)
+        return linear_cross_entropy(hidden.flatten(0, -2), self.weight, targets.flatten(), impl=self.loss_kernel)

@@ -13,7 +13,8 @@ from torch import nn
 from components.attention.base import AttentionConfig
 from components.block import DecoderBlock
 from components.config_error import require
-from components.layers import Embedding, Linear, WeightInit
+from components.layers import Embedding, LMHead, WeightInit
+from kernels.linear_cross_entropy import IMPLEMENTATIONS as LOSS_KERNELS
 from components.mlp.base import MLPConfig
 from components.norms import RMSNorm
 from components.rope import rotary_cos_sin
@@ -34,6 +35,9 @@ class ModelConfig:
     tie_word_embeddings: bool = False
     init_std: float = 0.02
     """Weights are N(0, init_std^2); projections into the residual stream use init_std / sqrt(2 * num_layers)."""
+    loss_kernel: str = "chunked"
+    """How the training loss meets the lm head: "chunked" (fused linear + cross-entropy, no full logits) or
+    "reference" (logits, then cross-entropy)."""
 
     def __post_init__(self) -> None:
         for field in ("vocab_size", "hidden_size", "num_layers", "max_position_embeddings"):
@@ -41,6 +45,7 @@ class ModelConfig:
         require(self.rope_theta > 0, self, "rope_theta", "RoPE base must be positive (Motif-2: 1e6)")
         require(self.norm_eps > 0, self, "norm_eps", "use a small positive eps like 1e-6")
         require(self.init_std > 0, self, "init_std", "use a positive standard deviation such as 0.02")
+        require(self.loss_kernel in LOSS_KERNELS, self, "loss_kernel", f"use one of {LOSS_KERNELS}")
 
     @property
     def weight_init(self) -> WeightInit:
@@ -76,18 +81,22 @@ class MotifTransformer(nn.Module):
 
 
 class MotifForCausalLM(nn.Module):
-    """Transformer plus ``lm_head`` (a separate matrix unless ``tie_word_embeddings``); forward gives logits."""
+    """Transformer plus ``lm_head`` (a separate matrix unless ``tie_word_embeddings``).
+
+    ``forward(input_ids)`` gives logits; ``forward(input_ids, targets)`` gives the summed next-token
+    cross-entropy (fp32) through the lm head's loss kernel, without materialising the logits when chunked.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.model = MotifTransformer(config)
-        self.lm_head = Linear(config.hidden_size, config.vocab_size, config.init_std)
+        self.lm_head = LMHead(config.hidden_size, config.vocab_size, config.init_std, config.loss_kernel)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(self.model(input_ids))
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        return self.lm_head(self.model(input_ids), targets)
 
     def statistics(self) -> dict[str, torch.Tensor]:
         """Per-layer scalars of the swappable parts, keyed ``layer_{i:02d}/{name}`` (lambda, PolyNorm weights)."""

@@ -4,7 +4,6 @@ from contextlib import nullcontext
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.strategies import ParallelStrategy
 from torchmetrics.aggregation import MeanMetric
@@ -96,8 +95,7 @@ class MotifLM(L.LightningModule):
     def _loss_sum(self, windows: torch.Tensor) -> torch.Tensor:
         """Summed next-token cross-entropy of windows (sequences, seq_len + 1), in fp32."""
         tokens = windows.long()
-        logits = self.net(tokens[:, :-1])
-        return F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten(), reduction="sum")
+        return self.net(tokens[:, :-1], targets=tokens[:, 1:])
 
     def training_step(self, batch: dict | torch.Tensor, batch_idx: int) -> None:
         windows, micro_batch_size = step_tokens(batch)
