@@ -67,3 +67,18 @@ def test_three_dimensional_input_and_auto_choice():
     weight, bias = torch.tensor([0.3, 0.3, 0.4]), torch.tensor([0.1])
     close(polynorm(x, weight, bias, 1e-6, impl="triton"), polynorm_reference(x.double(), weight.double(), bias.double(), 1e-6), 1e-4)
     assert torch.equal(polynorm(x, weight, bias, 1e-6), polynorm_reference(x, weight, bias, 1e-6))  # CPU: reference
+
+
+@pytest.mark.parametrize("with_up", [False, True])
+def test_custom_ops_pass_torch_library_checks(with_up):
+    """Schema, fake (meta) implementation, autograd registration and AOT dispatch: what torch.compile relies on."""
+    from kernels.polynorm import polynorm_backward, polynorm_forward
+
+    torch.manual_seed(2)
+    x = torch.randn(3, 40, requires_grad=True)
+    up = torch.randn(3, 40, requires_grad=True) if with_up else None
+    weight = torch.tensor([0.4, -0.7, 1.1], requires_grad=True)
+    bias = torch.tensor([0.3], requires_grad=True)
+    torch.library.opcheck(polynorm_forward, (x, weight, bias, up, 1e-6))
+    torch.library.opcheck(polynorm_backward, (torch.randn(3, 40), x.detach(), weight.detach(), bias.detach(),
+                                              up.detach() if up is not None else None, 1e-6))
