@@ -1,4 +1,4 @@
-"""Pre-norm decoder block: h = x + attn(norm(x)); out = h + mlp(norm(h))."""
+"""Pre-norm decoder block: h = x + attn(norm(x)); out = h + mlp(norm(h)), the second add fused with its norm."""
 
 import torch
 from torch import nn
@@ -20,13 +20,14 @@ class DecoderBlock(nn.Module):
         mlp: MLPConfig,
         norm_eps: float,
         init: WeightInit,
+        norm_kernel: str = "auto",
     ) -> None:
         super().__init__()
         self.input_layernorm = RMSNorm(hidden_size, norm_eps)
         self.self_attn = attention.build(hidden_size, layer_idx, init)
-        self.post_attention_layernorm = RMSNorm(hidden_size, norm_eps)
+        self.post_attention_layernorm = RMSNorm(hidden_size, norm_eps, norm_kernel)
         self.mlp = mlp.build(hidden_size, init)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        h = x + self.self_attn(self.input_layernorm(x), cos, sin)
-        return h + self.mlp(self.post_attention_layernorm(h))
+        normed, h = self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), cos, sin), residual=x)
+        return h + self.mlp(normed)

@@ -14,6 +14,7 @@ from components.attention.base import AttentionConfig
 from components.block import DecoderBlock
 from components.config_error import require
 from components.layers import Embedding, LMHead, WeightInit
+from kernels.add_rmsnorm import IMPLEMENTATIONS as NORM_KERNELS
 from kernels.linear_cross_entropy import IMPLEMENTATIONS as LOSS_KERNELS
 from components.mlp.base import MLPConfig
 from components.norms import RMSNorm
@@ -35,6 +36,9 @@ class ModelConfig:
     tie_word_embeddings: bool = False
     init_std: float = 0.02
     """Weights are N(0, init_std^2); projections into the residual stream use init_std / sqrt(2 * num_layers)."""
+    norm_kernel: str = "auto"
+    """The fused residual add + RMSNorm after attention: "auto" (Triton on CUDA, PyTorch elsewhere), "triton",
+    "reference"."""
     loss_kernel: str = "chunked"
     """How the training loss meets the lm head: "chunked" (fused linear + cross-entropy, no full logits) or
     "reference" (logits, then cross-entropy)."""
@@ -46,6 +50,7 @@ class ModelConfig:
         require(self.norm_eps > 0, self, "norm_eps", "use a small positive eps like 1e-6")
         require(self.init_std > 0, self, "init_std", "use a positive standard deviation such as 0.02")
         require(self.loss_kernel in LOSS_KERNELS, self, "loss_kernel", f"use one of {LOSS_KERNELS}")
+        require(self.norm_kernel in NORM_KERNELS, self, "norm_kernel", f"use one of {NORM_KERNELS}")
 
     @property
     def weight_init(self) -> WeightInit:
@@ -61,7 +66,7 @@ class MotifTransformer(nn.Module):
         init = config.weight_init
         self.embed_tokens = Embedding(config.vocab_size, config.hidden_size, init.std)
         self.layers = nn.ModuleList(
-            DecoderBlock(config.hidden_size, i, config.attention, config.mlp, config.norm_eps, init)
+            DecoderBlock(config.hidden_size, i, config.attention, config.mlp, config.norm_eps, init, config.norm_kernel)
             for i in range(config.num_layers)
         )
         self.norm = RMSNorm(config.hidden_size, config.norm_eps)
