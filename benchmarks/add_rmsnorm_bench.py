@@ -17,29 +17,40 @@ from components.model import ModelConfig, MotifForCausalLM
 from kernels.add_rmsnorm import add_rmsnorm, add_rmsnorm_reference
 
 
-def model_check() -> float:
-    """Relative difference of the loss and the largest relative gradient difference, fused vs reference, bf16."""
-    def build(kernel: str, loss: str) -> MotifForCausalLM:
+def model_check() -> None:
+    """Fused bf16 paths and reference bf16 paths, each against the reference paths in fp32 on the same weights:
+    the fused error must stay within the bf16 reference's own error (twice it, plus a little)."""
+    def build(kernel: str, loss: str, dtype: torch.dtype) -> MotifForCausalLM:
         torch.manual_seed(0)
         config = ModelConfig(vocab_size=32768, hidden_size=1024, num_layers=2, max_position_embeddings=2048,
                              norm_kernel=kernel, loss_kernel=loss,
                              attention=GroupedDifferentialAttentionConfig(num_noise_heads=2, signal_noise_ratio=4, head_dim=64),
                              mlp=PolyNormMLPConfig(intermediate_size=4096, kernel=kernel))
-        return MotifForCausalLM(config).cuda().bfloat16()
+        return MotifForCausalLM(config).cuda().to(dtype)
 
     tokens = torch.randint(0, 32768, (2, 1025), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
-    models = [build("triton", "chunked"), build("reference", "reference")]
-    losses = []
-    for model in models:
-        loss = model(tokens[:, :-1], targets=tokens[:, 1:]) / tokens[:, 1:].numel()
-        loss.backward()
-        losses.append(loss.item())
-    worst = max(float((p.grad.float() - q.grad.float()).norm() / q.grad.float().norm())
-                for p, q in zip(models[0].parameters(), models[1].parameters()))
-    print(f"model check (bf16, 2 layers, 2 x 1024 tokens): loss fused {losses[0]:.5f} vs reference {losses[1]:.5f}; "
-          f"largest relative gradient difference (norm) {worst:.2e}")
-    assert abs(losses[0] - losses[1]) < 1e-2 and worst < 5e-2
-    return worst
+    runs = {}
+    for label, kernel, loss, dtype in (("fused bf16", "triton", "chunked", torch.bfloat16),
+                                       ("reference bf16", "reference", "reference", torch.bfloat16),
+                                       ("reference fp32", "reference", "reference", torch.float32)):
+        model = build(kernel, loss, dtype)
+        value = model(tokens[:, :-1], targets=tokens[:, 1:]) / tokens[:, 1:].numel()
+        value.backward()
+        runs[label] = (value.item(), {n: p.grad.float() for n, p in model.named_parameters()})
+        del model
+    exact = runs["reference fp32"][1]
+
+    def error(label: str) -> dict[str, float]:
+        return {n: float((g - exact[n]).norm() / exact[n].norm().clamp_min(1e-30)) for n, g in runs[label][1].items()}
+
+    fused, reference = error("fused bf16"), error("reference bf16")
+    print("model check (2 layers, 2 x 1024 tokens), loss: " +
+          ", ".join(f"{label} {value:.5f}" for label, (value, _) in runs.items()))
+    print("| parameter | fused bf16 vs fp32 | reference bf16 vs fp32 |")
+    print("|---|---|---|")
+    for name in sorted(fused, key=lambda n: -fused[n])[:6]:
+        print(f"| {name} | {fused[name]:.2e} | {reference[name]:.2e} |")
+    assert all(fused[n] <= 2 * reference[n] + 1e-2 for n in fused), "fused paths worse than bf16 rounding explains"
 
 
 def main() -> None:
