@@ -16,6 +16,7 @@ from components.attention.base import AttentionConfig, causal_attention, causal_
 from components.attention.differential_base import DifferentialAttentionBase
 from components.config_error import require
 from components.layers import Linear, WeightInit
+from kernels.differential_combine import IMPLEMENTATIONS as COMBINE_KERNELS
 from components.rope import apply_rotary
 
 
@@ -28,9 +29,12 @@ class DifferentialAttentionConfig(AttentionConfig):
     num_kv_heads: int = 16
     """Key/value groups; each holds a (k1, k2) pair and 2 * head_dim values."""
     subln_eps: float = 1e-5
+    kernel: str = "auto"
+    """The combine + sub-norm after attention: "auto" (fused Triton on CUDA), "triton" or "reference"."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        require(self.kernel in COMBINE_KERNELS, self, "kernel", f"use one of {COMBINE_KERNELS}")
         require(self.num_heads >= 1, self, "num_heads", "use at least one differential head")
         require(self.num_kv_heads >= 1, self, "num_kv_heads", "use at least one key/value group")
         require(self.num_heads % self.num_kv_heads == 0, self, "num_kv_heads",
@@ -44,7 +48,7 @@ class DifferentialAttention(DifferentialAttentionBase):
     def __init__(
         self, config: DifferentialAttentionConfig, hidden_size: int, layer_idx: int, init: WeightInit
     ) -> None:
-        super().__init__(config.head_dim, layer_idx, config.subln_eps)
+        super().__init__(config.head_dim, layer_idx, config.subln_eps, config.kernel)
         self.num_heads, self.num_kv_heads = config.num_heads, config.num_kv_heads
         d = self.head_dim
         self.q_proj = Linear(hidden_size, 2 * self.num_heads * d, init.std)

@@ -14,6 +14,7 @@ from torch import nn
 
 from components.attention.base import Attention
 from components.norms import RMSNorm
+from kernels.differential_combine import differential_combine
 
 LAMBDA_VECTOR_STD = 0.1
 
@@ -30,9 +31,10 @@ class DifferentialAttentionBase(Attention):
     (fp32 vectors of size head_dim, init N(0, 0.1^2)) and ``subln.weight`` (size 2 * head_dim).
     """
 
-    def __init__(self, head_dim: int, layer_idx: int, subln_eps: float) -> None:
+    def __init__(self, head_dim: int, layer_idx: int, subln_eps: float, kernel: str = "auto") -> None:
         super().__init__()
         self.head_dim = head_dim
+        self.kernel = kernel
         self.lambda_init = lambda_init(layer_idx)
         self.lambda_q1 = nn.Parameter(torch.empty(head_dim, dtype=torch.float32))
         self.lambda_k1 = nn.Parameter(torch.empty(head_dim, dtype=torch.float32))
@@ -54,12 +56,12 @@ class DifferentialAttentionBase(Attention):
     def combine(self, signal: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """(1 - lambda_init) * subln(signal - lambda * noise), per head over its 2 * head_dim values.
 
-        ``signal`` and ``noise`` are (batch, seq, heads, 2 * head_dim), ``noise`` already expanded to one
-        entry per signal head. Returns (batch, seq, heads * 2 * head_dim) for o_proj.
+        ``signal`` is (batch, seq, signal_heads, 2 * head_dim) and ``noise`` (batch, seq, noise_heads, ...);
+        signal head h subtracts noise head h // (signal_heads / noise_heads). Returns (batch, seq,
+        signal_heads * 2 * head_dim) for o_proj, through ``kernels.differential_combine`` (``kernel``).
         """
-        difference = signal.float() - self.lambda_value() * noise.float()
-        out = self.subln(difference) * (1.0 - self.lambda_init)
-        return out.to(signal.dtype).flatten(2)
+        return differential_combine(signal, noise, self.lambda_value(), self.subln.weight, self.subln.eps,
+                                    1.0 - self.lambda_init, impl=self.kernel)
 
     def statistics(self) -> dict[str, torch.Tensor]:
         return {"lambda": self.lambda_value().detach(), **super().statistics()}

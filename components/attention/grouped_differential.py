@@ -17,6 +17,7 @@ from components.attention.base import AttentionConfig, causal_attention, causal_
 from components.attention.differential_base import DifferentialAttentionBase
 from components.config_error import require
 from components.layers import Linear, WeightInit
+from kernels.differential_combine import IMPLEMENTATIONS as COMBINE_KERNELS
 from components.rope import apply_rotary
 
 
@@ -29,9 +30,12 @@ class GroupedDifferentialAttentionConfig(AttentionConfig):
     signal_noise_ratio: int = 4
     """r: signal heads per noise head; 1 gives plain differential attention."""
     subln_eps: float = 1e-5
+    kernel: str = "auto"
+    """The combine + sub-norm after attention: "auto" (fused Triton on CUDA), "triton" or "reference"."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        require(self.kernel in COMBINE_KERNELS, self, "kernel", f"use one of {COMBINE_KERNELS}")
         require(self.num_noise_heads >= 1, self, "num_noise_heads", "use at least one noise head (one group)")
         require(self.signal_noise_ratio >= 1, self, "signal_noise_ratio",
                 "each group needs at least one signal head: use 1 for plain differential attention, 4 for Motif-2")
@@ -54,7 +58,7 @@ class GroupedDifferentialAttention(DifferentialAttentionBase):
     def __init__(
         self, config: GroupedDifferentialAttentionConfig, hidden_size: int, layer_idx: int, init: WeightInit
     ) -> None:
-        super().__init__(config.head_dim, layer_idx, config.subln_eps)
+        super().__init__(config.head_dim, layer_idx, config.subln_eps, config.kernel)
         self.groups, self.ratio = config.num_noise_heads, config.signal_noise_ratio
         d = self.head_dim
         self.q_proj = Linear(hidden_size, config.num_heads * d, init.std)
@@ -75,7 +79,7 @@ class GroupedDifferentialAttention(DifferentialAttentionBase):
             self._record_max_logits(torch.cat([signal_max, noise_max], dim=1).flatten())
         signal = causal_attention(signal_q, k[:, :, 0::2], v)
         noise = causal_attention(noise_q, k[:, :, 1::2], v)
-        return self.o_proj(self.combine(signal, noise.repeat_interleave(r, dim=2)))
+        return self.o_proj(self.combine(signal, noise))
 
     def key_head_of_query(self) -> list[int]:
         return [2 * g + (j == self.ratio) for g in range(self.groups) for j in range(self.ratio + 1)]

@@ -115,13 +115,15 @@ def test_smaller_presets_build_on_meta_with_their_stated_sizes(preset, low, high
 
 
 def test_triton_kernel_paths_match_the_reference_paths():
-    """The whole model with its fused kernels (PolyNorm * up, add + RMSNorm, chunked loss; Triton interpreter on
-    CPU) against the same weights on the PyTorch reference paths, fp32: equal up to summation order."""
+    """The whole model with its fused kernels (differential combine, PolyNorm * up, add + RMSNorm, chunked loss;
+    Triton interpreter on CPU) against the same weights on the PyTorch reference paths, fp32: equal up to
+    summation order."""
     def build(kernel: str, loss: str) -> MotifForCausalLM:
         torch.manual_seed(0)
+        attention = GroupedDifferentialAttentionConfig(num_noise_heads=2, signal_noise_ratio=3, head_dim=8, kernel=kernel)
         return MotifForCausalLM(ModelConfig(
             vocab_size=97, hidden_size=32, num_layers=2, max_position_embeddings=64, norm_kernel=kernel,
-            loss_kernel=loss, attention=ATTENTIONS["gda"], mlp=PolyNormMLPConfig(intermediate_size=48, kernel=kernel)))
+            loss_kernel=loss, attention=attention, mlp=PolyNormMLPConfig(intermediate_size=48, kernel=kernel)))
 
     fused, reference = build("triton", "chunked"), build("reference", "reference")
     tokens = torch.randint(0, 97, (2, 17), generator=torch.Generator().manual_seed(1))

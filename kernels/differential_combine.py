@@ -1,0 +1,168 @@
+"""The differential-attention combine and sub-norm in one pass (Differential Transformer Eq. 3; GDA, SPEC
+section 2), after the signal and noise attention calls:
+
+    out[t, g, j] = (1 - lambda_init) * subln_w * RMSNorm(signal[t, g, j] - lambda * noise[t, g])
+
+for token t, group g and its r signal heads j, each row 2 * head_dim wide. One program takes a (token, group)
+pair at a time: it loads the group's noise row once for all r signal heads (no repeat_interleave copy), and
+the inputs are read in place with their strides (the attention outputs need no transposing copy). The
+backward sums the noise gradient over the group's signal heads in registers; the gradients of lambda and of
+the sub-norm weight are reduced through per-program partial sums in a fixed order (no atomics).
+"""
+
+from functools import lru_cache
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.polynorm import INTERPRETING
+
+
+def differential_combine_reference(signal: torch.Tensor, noise: torch.Tensor, lam: torch.Tensor,
+                                   weight: torch.Tensor, eps: float, scale: float) -> torch.Tensor:
+    """signal (B, S, G * r, D), noise (B, S, G, D) -> (B, S, G * r * D) in signal's dtype, computed in fp32."""
+    ratio = signal.shape[2] // noise.shape[2]
+    difference = signal.float() - lam.float() * noise.float().repeat_interleave(ratio, dim=2)
+    normalised = difference * torch.rsqrt(difference.pow(2).mean(-1, keepdim=True) + eps)
+    return (normalised * weight.float() * scale).to(signal.dtype).flatten(2)
+
+
+@triton.jit
+def _forward_kernel(S, N, LAM, W, OUT, RSTD, n_pairs, seq, groups, ratio, eps, scale,
+                    s_b, s_t, s_h, n_b, n_t, n_h, D: tl.constexpr, R: tl.constexpr):
+    heads = tl.arange(0, R)
+    cols = tl.arange(0, D)
+    head_mask = heads < ratio
+    mask = head_mask[:, None]
+    lam = tl.load(LAM).to(tl.float32)
+    w = tl.load(W + cols).to(tl.float32) * scale
+    for pair in range(tl.program_id(0).to(tl.int64), n_pairs, tl.num_programs(0)):
+        token, g = pair // groups, pair % groups
+        b, t = token // seq, token % seq
+        noise = tl.load(N + b * n_b + t * n_t + g * n_h + cols).to(tl.float32)
+        rows = g * ratio + heads
+        signal = tl.load(S + b * s_b + t * s_t + rows[:, None] * s_h + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        difference = signal - lam * noise[None, :]
+        rstd = tl.rsqrt(tl.sum(difference * difference, axis=1) / D + eps)
+        out = difference * rstd[:, None] * w[None, :]
+        tl.store(OUT + token * (groups * ratio * D) + rows[:, None] * D + cols[None, :], out.to(OUT.dtype.element_ty), mask=mask)
+        tl.store(RSTD + token * (groups * ratio) + rows, rstd, mask=head_mask)
+
+
+@triton.jit
+def _backward_kernel(DOUT, S, N, LAM, W, RSTD, DS, DN, PARTIAL, n_pairs, seq, groups, ratio, scale,
+                     s_b, s_t, s_h, n_b, n_t, n_h, D: tl.constexpr, R: tl.constexpr):
+    heads = tl.arange(0, R)
+    cols = tl.arange(0, D)
+    head_mask = heads < ratio
+    mask = head_mask[:, None]
+    lam = tl.load(LAM).to(tl.float32)
+    w = tl.load(W + cols).to(tl.float32) * scale
+    dw = tl.zeros((D,), tl.float32)
+    dlam = tl.zeros((D,), tl.float32)
+    for pair in range(tl.program_id(0).to(tl.int64), n_pairs, tl.num_programs(0)):
+        token, g = pair // groups, pair % groups
+        b, t = token // seq, token % seq
+        noise = tl.load(N + b * n_b + t * n_t + g * n_h + cols).to(tl.float32)
+        rows = g * ratio + heads
+        signal = tl.load(S + b * s_b + t * s_t + rows[:, None] * s_h + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        dout = tl.load(DOUT + token * (groups * ratio * D) + rows[:, None] * D + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        rstd = tl.load(RSTD + token * (groups * ratio) + rows, mask=head_mask, other=0.0)
+        normalised = (signal - lam * noise[None, :]) * rstd[:, None]
+        dw += tl.sum(dout * normalised, axis=0)
+        dnormalised = dout * w[None, :]
+        ddifference = rstd[:, None] * (dnormalised - normalised * (tl.sum(dnormalised * normalised, axis=1) / D)[:, None])
+        tl.store(DS + token * (groups * ratio * D) + rows[:, None] * D + cols[None, :], ddifference.to(DS.dtype.element_ty), mask=mask)
+        dnoise_sum = tl.sum(ddifference, axis=0)
+        tl.store(DN + token * (groups * D) + g * D + cols, (-lam * dnoise_sum).to(DN.dtype.element_ty))
+        dlam += -dnoise_sum * noise
+    tl.store(PARTIAL + tl.program_id(0).to(tl.int64) * (D + 1) + cols, dw * scale)
+    tl.store(PARTIAL + tl.program_id(0).to(tl.int64) * (D + 1) + D, tl.sum(dlam, axis=0))
+
+
+@lru_cache
+def _multiprocessors(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def _programs(pairs: int, device: torch.device) -> int:
+    return max(1, min(pairs, 4 if INTERPRETING or device.type != "cuda" else _multiprocessors(device.index or 0) * 16))
+
+
+def _strides(t: torch.Tensor) -> tuple[int, int, int]:
+    assert t.stride(-1) == 1, "rows must be contiguous"
+    return t.stride(0), t.stride(1), t.stride(2)
+
+
+@torch.library.custom_op("motif::differential_combine_forward", mutates_args=())
+def differential_combine_forward(signal: torch.Tensor, noise: torch.Tensor, lam: torch.Tensor, weight: torch.Tensor,
+                                 eps: float, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out (B, S, G * r * D), 1/rms per signal row (B * S * G * r,) fp32)."""
+    batch, seq, signal_heads, width = signal.shape
+    groups = noise.shape[2]
+    ratio = signal_heads // groups
+    out = torch.empty(batch, seq, signal_heads * width, device=signal.device, dtype=signal.dtype)
+    rstd = torch.empty(batch * seq * signal_heads, device=signal.device, dtype=torch.float32)
+    pairs = batch * seq * groups
+    _forward_kernel[(_programs(pairs, signal.device),)](
+        signal, noise, lam, weight, out, rstd, pairs, seq, groups, ratio, eps, scale,
+        *_strides(signal), *_strides(noise), D=width, R=triton.next_power_of_2(ratio), num_warps=4)
+    return out, rstd
+
+
+@differential_combine_forward.register_fake
+def _(signal, noise, lam, weight, eps, scale):
+    batch, seq, heads, width = signal.shape
+    return signal.new_empty(batch, seq, heads * width), signal.new_empty(batch * seq * heads, dtype=torch.float32)
+
+
+@torch.library.custom_op("motif::differential_combine_backward", mutates_args=())
+def differential_combine_backward(dout: torch.Tensor, signal: torch.Tensor, noise: torch.Tensor, lam: torch.Tensor,
+                                  weight: torch.Tensor, rstd: torch.Tensor,
+                                  scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dsignal, dnoise, dlambda, dweight), dsignal and dnoise contiguous in (B, S, heads, D)."""
+    batch, seq, signal_heads, width = signal.shape
+    groups = noise.shape[2]
+    pairs = batch * seq * groups
+    programs = _programs(pairs, signal.device)
+    dsignal = torch.empty(batch, seq, signal_heads, width, device=signal.device, dtype=signal.dtype)
+    dnoise = torch.empty(batch, seq, groups, width, device=noise.device, dtype=noise.dtype)
+    partial = torch.empty(programs, width + 1, device=signal.device, dtype=torch.float32)
+    _backward_kernel[(programs,)](
+        dout.contiguous(), signal, noise, lam, weight, rstd, dsignal, dnoise, partial, pairs, seq, groups,
+        signal_heads // groups, scale, *_strides(signal), *_strides(noise), D=width,
+        R=triton.next_power_of_2(signal_heads // groups), num_warps=4)
+    sums = partial.sum(0)
+    return dsignal, dnoise, sums[width].to(lam.dtype, copy=True).reshape(lam.shape), sums[:width].to(weight.dtype, copy=True)
+
+
+@differential_combine_backward.register_fake
+def _(dout, signal, noise, lam, weight, rstd, scale):
+    return signal.new_empty(signal.shape), noise.new_empty(noise.shape), torch.empty_like(lam), torch.empty_like(weight)
+
+
+def _setup_context(ctx, inputs, output):
+    signal, noise, lam, weight, _, scale = inputs
+    ctx.save_for_backward(signal, noise, lam, weight, output[1])
+    ctx.mark_non_differentiable(output[1])
+    ctx.scale = scale
+
+
+def _backward(ctx, dout, _drstd):
+    signal, noise, lam, weight, rstd = ctx.saved_tensors
+    dsignal, dnoise, dlam, dweight = differential_combine_backward(dout, signal, noise, lam, weight, rstd, ctx.scale)
+    return dsignal, dnoise, dlam, dweight, None, None
+
+
+differential_combine_forward.register_autograd(_backward, setup_context=_setup_context)
+
+IMPLEMENTATIONS = ("auto", "triton", "reference")
+
+
+def differential_combine(signal: torch.Tensor, noise: torch.Tensor, lam: torch.Tensor, weight: torch.Tensor,
+                         eps: float, scale: float, impl: str = "auto") -> torch.Tensor:
+    """(B, S, G * r * D) output of the differential combine + sub-norm; ``impl`` as for the other kernels."""
+    if impl == "triton" or (impl == "auto" and signal.is_cuda):
+        return differential_combine_forward(signal, noise, lam.reshape(()), weight, eps, scale)[0]
+    return differential_combine_reference(signal, noise, lam, weight, eps, scale)
