@@ -28,7 +28,9 @@ class MotifLM(L.LightningModule):
     embeddings / lm_head and vectors to AdamW; see ``motif_param_groups``); a plain AdamW ignores the flag.
     With ``track_max_logits`` every training forward measures each query head's largest attention logit, for
     the dashboard (``model/layer_XX/max_logit``) and for an optimizer with QK-clip, which rescales the heads
-    above its tau after each step (``model/layer_XX/qk_clipped_heads``).
+    above its tau after each step (``model/layer_XX/qk_clipped_heads``). The measurement is a blockwise causal
+    q.k max that costs about as much as the attention itself (benchmarks/RESULTS.md), so by default (None) it
+    runs only when the optimizer clips; set true to watch the logits under another optimizer.
 
     The network is built in ``configure_model`` so a strategy can build it on the meta device and shard it.
     ``optimizer`` and ``lr_scheduler`` are factories from the config (jsonargparse class_path + init_args);
@@ -44,13 +46,14 @@ class MotifLM(L.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         gradient_clip_val: float | None = 1.0,
         init_seed: int = 0,
-        track_max_logits: bool = True,
+        track_max_logits: bool | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.gradient_clip_val = gradient_clip_val
         self.init_seed = init_seed
-        self.track_max_logits = track_max_logits
+        self._track_max_logits_setting = track_max_logits
+        self.track_max_logits = bool(track_max_logits)
         if gradient_clip_val is not None:
             require(gradient_clip_val > 0, self, "gradient_clip_val", "use a positive norm such as 1.0, or null for no clipping")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
@@ -160,9 +163,11 @@ class MotifLM(L.LightningModule):
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(motif_param_groups(self.net))
         if getattr(optimizer, "qk_clip_tau", None) is not None:
-            if not self.track_max_logits:
+            if self._track_max_logits_setting is False:
                 raise ConfigError(type(self).__name__, "track_max_logits", False,
-                                  "QK-clip needs the attention logits measured: set it to true or qk_clip_tau to null")
+                                  "QK-clip needs the attention logits measured: set it to true (or leave it unset) "
+                                  "or set the optimizer's qk_clip_tau to null")
+            self.track_max_logits = True
             optimizer.set_qk_clip_sources([attention.qk_clip_target for attention in self._attention_layers()])
         if self.scheduler_factory is None:
             return optimizer
