@@ -7,7 +7,8 @@ reference that is also the CPU path.
 
 Each kernel program handles whole rows, walking each row in chunks of columns: a first pass forms the row sums
 (of x^2, x^4, x^6, and in the backward also of g x^k), a second pass, which mostly finds the row still in
-cache, writes the outputs. The RMS statistics are recomputed in the backward pass instead of stored, so forward reads
+cache, writes the outputs; first-pass loads ask L2 to keep their lines and second-pass loads to drop them, which
+keeps more of the rows in flight cached for their second read. The RMS statistics are recomputed in the backward pass instead of stored, so forward reads
 x (and up) and writes y, and backward reads x and dy (and up) and writes dx (and dup): the memory floor.
 With n_k = x^k, r_k = 1 / sqrt(mean(n_k^2) + eps), N_k = n_k r_k and g = dy (times up):
   dw_k = sum g N_k,   db = sum g,   dn_k = r_k (w_k g - N_k mean(w_k g N_k)),   dx = dn_1 + 2 x dn_2 + 3 x^2 dn_3.
@@ -49,7 +50,7 @@ def _row_statistics(X, offset, n_cols, eps, BLOCK: tl.constexpr):
     sum4 = tl.zeros((BLOCK,), tl.float32)
     sum6 = tl.zeros((BLOCK,), tl.float32)
     for start in range(0, n_cols, BLOCK):
-        x = tl.load(X + offset + start + cols, mask=start + cols < n_cols, other=0.0).to(tl.float32)
+        x = tl.load(X + offset + start + cols, mask=start + cols < n_cols, other=0.0, eviction_policy="evict_last").to(tl.float32)
         x2 = x * x
         sum2 += x2
         sum4 += x2 * x2
@@ -70,7 +71,7 @@ def _polynorm_forward_kernel(X, UP, Y, W, B, n_rows, n_cols, eps, HAS_UP: tl.con
         r1, r2, r3 = _row_statistics(X, offset, n_cols, eps, BLOCK)
         for start in range(0, n_cols, BLOCK):  # the second read of the row comes from cache
             mask = start + cols < n_cols
-            x = tl.load(X + offset + start + cols, mask=mask, other=0.0).to(tl.float32)
+            x = tl.load(X + offset + start + cols, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
             x2 = x * x
             y = w0 * x2 * x * r3 + w1 * x2 * r2 + w2 * x * r1 + b
             if HAS_UP:
@@ -99,10 +100,10 @@ def _polynorm_backward_kernel(DY, X, UP, DX, DUP, PARTIAL, W, n_rows, n_cols, ep
         s3 = tl.zeros((BLOCK,), tl.float32)
         for start in range(0, n_cols, BLOCK):
             mask = start + cols < n_cols
-            x = tl.load(X + offset + start + cols, mask=mask, other=0.0).to(tl.float32)
-            g = tl.load(DY + offset + start + cols, mask=mask, other=0.0).to(tl.float32)
+            x = tl.load(X + offset + start + cols, mask=mask, other=0.0, eviction_policy="evict_last").to(tl.float32)
+            g = tl.load(DY + offset + start + cols, mask=mask, other=0.0, eviction_policy="evict_last").to(tl.float32)
             if HAS_UP:
-                g = g * tl.load(UP + offset + start + cols, mask=mask, other=0.0).to(tl.float32)
+                g = g * tl.load(UP + offset + start + cols, mask=mask, other=0.0, eviction_policy="evict_last").to(tl.float32)
             x2 = x * x
             sum2 += x2
             sum4 += x2 * x2
@@ -123,8 +124,8 @@ def _polynorm_backward_kernel(DY, X, UP, DX, DUP, PARTIAL, W, n_rows, n_cols, ep
         c3 = w0 * r3 * r3 * tl.sum(s3, axis=0) / n_cols
         for start in range(0, n_cols, BLOCK):
             mask = start + cols < n_cols
-            x = tl.load(X + offset + start + cols, mask=mask, other=0.0).to(tl.float32)
-            g = tl.load(DY + offset + start + cols, mask=mask, other=0.0).to(tl.float32)
+            x = tl.load(X + offset + start + cols, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+            g = tl.load(DY + offset + start + cols, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
             x2 = x * x
             if HAS_UP:
                 polynorm = w0 * x2 * x * r3 + w1 * x2 * r2 + w2 * x * r1 + b
@@ -142,9 +143,9 @@ def _polynorm_backward_kernel(DY, X, UP, DX, DUP, PARTIAL, W, n_rows, n_cols, ep
     tl.store(base + 3, tl.sum(db, axis=0))
 
 
-FORWARD_CHUNK, BACKWARD_CHUNK = 4096, 2048
-"""Columns one program touches at a time (the row is walked in chunks, so registers hold a chunk, not a row);
-with the warp counts below, the fastest on an H200 at 16,384 x 16,384 bf16 (benchmarks/RESULTS.md)."""
+FORWARD, BACKWARD, BACKWARD_WITH_UP = (4096, 4), (2048, 8), (1024, 4)
+"""(columns one program touches at a time, warps): the row is walked in chunks, so registers hold a chunk, not
+a row; the fastest found on an H200 at 16,384 x 16,384 bf16 (benchmarks/RESULTS.md)."""
 
 
 def _launch_shape(x: torch.Tensor, chunk: int, warps: int) -> tuple[int, int, int, int]:
@@ -168,7 +169,7 @@ def polynorm_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
     x = x.contiguous()
     up = up.contiguous() if up is not None else None
     y = torch.empty_like(x)
-    n_rows, block, programs, num_warps = _launch_shape(x, FORWARD_CHUNK, 4)
+    n_rows, block, programs, num_warps = _launch_shape(x, *FORWARD)
     _polynorm_forward_kernel[(programs,)](x, up if up is not None else x, y, weight, bias, n_rows, x.shape[-1], eps,
                                           HAS_UP=up is not None, BLOCK=block, num_warps=num_warps)
     return y
@@ -187,7 +188,7 @@ def polynorm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, b
     up = up.contiguous() if up is not None else None
     dx = torch.empty_like(x)
     dup = torch.empty_like(up) if up is not None else x.new_empty(0)
-    n_rows, block, programs, num_warps = _launch_shape(x, BACKWARD_CHUNK, 8)
+    n_rows, block, programs, num_warps = _launch_shape(x, *(BACKWARD_WITH_UP if up is not None else BACKWARD))
     partial = torch.empty(programs, 4, device=x.device, dtype=torch.float32)
     weight_and_bias = torch.cat([weight.float(), bias.float()])
     _polynorm_backward_kernel[(programs,)](dy, x, up if up is not None else x, dx, dup if up is not None else dx,
