@@ -84,7 +84,7 @@ def main() -> None:
             if train:
                 torch.autograd.backward([out, new_residual], [dy, dh])
 
-        times = {label: median_ms(lambda f=fn: run(f)) for label, fn in (
+        times = {label: median_ms(lambda f=fn: run(f), inner=5) for label, fn in (
             ("eager", lambda a, b: add_rmsnorm_reference(a, b, weight, 1e-6)),
             ("compile", lambda a, b: compiled(a, b, weight, 1e-6)),
             ("triton", lambda a, b: add_rmsnorm(a, b, weight, 1e-6, impl="triton")))}

@@ -65,7 +65,7 @@ def main() -> None:
                     y = fn(xs, weight, bias, 1e-6, up=us) if fn is not polynorm else polynorm(xs, weight, bias, 1e-6, up=us, impl="triton")
                 if train:
                     y.backward(dy)
-            times = {label: median_ms(lambda f=fn: run(f)) for label, fn in
+            times = {label: median_ms(lambda f=fn: run(f), inner=5) for label, fn in
                      (("eager", polynorm_reference), ("compile", compiled_reference), ("triton", polynorm))}
             print(f"| {name} | {pass_name} | {times['eager']:.3f} | {times['compile']:.3f} | {times['triton']:.3f} | "
                   f"{floor:.3f} | {times['triton'] / floor:.2f} | {times['compile'] / times['triton']:.2f} | "
