@@ -8,13 +8,11 @@ reduced through per-program partial sums in a fixed order (no atomics). The norm
 input dtype, as the unfused ``norm(x + residual)`` would.
 """
 
-from functools import lru_cache
-
 import torch
 import triton
 import triton.language as tl
 
-from kernels.polynorm import INTERPRETING
+from kernels.launch import persistent_programs
 
 
 def add_rmsnorm_reference(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
@@ -65,17 +63,11 @@ def _backward_kernel(DY, DH_IN, H, RSTD, W, DH, PARTIAL, n_rows, n_cols, HAS_DH_
     tl.store(PARTIAL + tl.program_id(0).to(tl.int64) * n_cols + cols, dw, mask=mask)
 
 
-@lru_cache
-def _multiprocessors(device_index: int) -> int:
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
-
-
 def _launch(x: torch.Tensor) -> tuple[int, int, int, int]:
     n_cols = x.shape[-1]
     n_rows = x.numel() // n_cols
     block = triton.next_power_of_2(n_cols)
-    programs = min(n_rows, 4 if INTERPRETING or not x.is_cuda else _multiprocessors(x.device.index or 0) * 8)
-    return n_rows, block, max(programs, 1), 4 if block <= 2048 else 8
+    return n_rows, block, persistent_programs(n_rows, x.device, 8), 4 if block <= 2048 else 8
 
 
 @torch.library.custom_op("motif::add_rmsnorm_forward", mutates_args=())

@@ -10,13 +10,11 @@ backward sums the noise gradient over the group's signal heads in registers; the
 the sub-norm weight are reduced through per-program partial sums in a fixed order (no atomics).
 """
 
-from functools import lru_cache
-
 import torch
 import triton
 import triton.language as tl
 
-from kernels.polynorm import INTERPRETING
+from kernels.launch import persistent_programs
 
 
 def differential_combine_reference(signal: torch.Tensor, noise: torch.Tensor, lam: torch.Tensor,
@@ -81,15 +79,6 @@ def _backward_kernel(DOUT, S, N, LAM, W, RSTD, DS, DN, PARTIAL, n_pairs, seq, gr
     tl.store(PARTIAL + tl.program_id(0).to(tl.int64) * (D + 1) + D, tl.sum(dlam, axis=0))
 
 
-@lru_cache
-def _multiprocessors(device_index: int) -> int:
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
-
-
-def _programs(pairs: int, device: torch.device) -> int:
-    return max(1, min(pairs, 4 if INTERPRETING or device.type != "cuda" else _multiprocessors(device.index or 0) * 16))
-
-
 def _strides(t: torch.Tensor) -> tuple[int, int, int]:
     assert t.stride(-1) == 1, "rows must be contiguous"
     return t.stride(0), t.stride(1), t.stride(2)
@@ -105,7 +94,7 @@ def differential_combine_forward(signal: torch.Tensor, noise: torch.Tensor, lam:
     out = torch.empty(batch, seq, signal_heads * width, device=signal.device, dtype=signal.dtype)
     rstd = torch.empty(batch * seq * signal_heads, device=signal.device, dtype=torch.float32)
     pairs = batch * seq * groups
-    _forward_kernel[(_programs(pairs, signal.device),)](
+    _forward_kernel[(persistent_programs(pairs, signal.device, 16),)](
         signal, noise, lam, weight, out, rstd, pairs, seq, groups, ratio, eps, scale,
         *_strides(signal), *_strides(noise), D=width, R=triton.next_power_of_2(ratio), num_warps=4)
     return out, rstd
@@ -125,7 +114,7 @@ def differential_combine_backward(dout: torch.Tensor, signal: torch.Tensor, nois
     batch, seq, signal_heads, width = signal.shape
     groups = noise.shape[2]
     pairs = batch * seq * groups
-    programs = _programs(pairs, signal.device)
+    programs = persistent_programs(pairs, signal.device, 16)
     dsignal = torch.empty(batch, seq, signal_heads, width, device=signal.device, dtype=signal.dtype)
     dnoise = torch.empty(batch, seq, groups, width, device=noise.device, dtype=noise.dtype)
     partial = torch.empty(programs, width + 1, device=signal.device, dtype=torch.float32)

@@ -16,14 +16,11 @@ The weight and bias gradients are reduced through a per-program partial buffer s
 they are the same bits run to run (no atomics).
 """
 
-import os
-from functools import lru_cache
-
 import torch
 import triton
 import triton.language as tl
 
-INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
+from kernels.launch import persistent_programs
 
 
 def polynorm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
@@ -154,13 +151,7 @@ def _launch_shape(x: torch.Tensor, chunk: int, warps: int) -> tuple[int, int, in
     n_rows = x.numel() // n_cols
     block = min(triton.next_power_of_2(n_cols), chunk)
     num_warps = min(warps, max(1, block // 256))
-    programs = min(n_rows, 4 if INTERPRETING or not x.is_cuda else _multiprocessors(x.device.index or 0) * 16)
-    return n_rows, block, max(programs, 1), num_warps
-
-
-@lru_cache
-def _multiprocessors(device_index: int) -> int:
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
+    return n_rows, block, persistent_programs(n_rows, x.device, 16), num_warps
 
 
 @torch.library.custom_op("motif::polynorm_forward", mutates_args=())

@@ -1,0 +1,21 @@
+"""Grid sizing shared by the row-wise kernels: persistent programs, a few per multiprocessor."""
+
+import os
+from functools import lru_cache
+
+import torch
+
+INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
+"""Triton's CPU interpreter: every program instance costs milliseconds, so tests launch a handful."""
+
+
+@lru_cache
+def _multiprocessors(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def persistent_programs(work_items: int, device: torch.device, per_multiprocessor: int) -> int:
+    """Programs to launch for ``work_items`` rows (each program loops over rows with a stride of the grid)."""
+    if INTERPRETING or device.type != "cuda":
+        return max(1, min(work_items, 4))
+    return max(1, min(work_items, _multiprocessors(device.index or 0) * per_multiprocessor))
