@@ -19,7 +19,7 @@ from components.model import ModelConfig, MotifForCausalLM
 from components.optim import MuonClip
 from components.optim.newton_schulz import newton_schulz, newton_schulz_flops
 from components.optim.param_groups import motif_param_groups
-from components.optim.qk_clip import QKClipTarget, qk_clip_
+from components.optim.qk_clip import qk_clip_
 from components.rope import rotary_cos_sin
 
 INIT = WeightInit(0.02, 0.02)

@@ -97,7 +97,7 @@ def run(rank: int, world: int, port: int, checkpoint_dir: str) -> None:
     dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=checkpoint_dir)
     restored = sharded_model(mesh)
     restored_optimizer = MuonClip(groups(restored), **settings)
-    for name, p in restored.named_parameters():  # give the fresh optimizer state to load into
+    for p in restored.parameters():  # give the fresh optimizer state to load into
         p.grad = torch.zeros_like(p)
     restored_optimizer.step()
     restored_optimizer.zero_grad()
