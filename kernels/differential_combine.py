@@ -3,8 +3,9 @@ section 2), after the signal and noise attention calls:
 
     out[t, g, j] = (1 - lambda_init) * subln_w * RMSNorm(signal[t, g, j] - lambda * noise[t, g])
 
-for token t, group g and its r signal heads j, each row 2 * head_dim wide. One program takes a (token, group)
-pair at a time: it loads the group's noise row once for all r signal heads (no repeat_interleave copy), and
+for token t, group g and its r signal heads j, each row 2 * head_dim wide. One program takes a tile of
+consecutive tokens of one group at a time: it loads each noise row once for all r signal heads of its group
+(no repeat_interleave copy), and
 the inputs are read in place with their strides (the attention outputs need no transposing copy). The
 backward sums the noise gradient over the group's signal heads in registers; the gradients of lambda and of
 the sub-norm weight are reduced through per-program partial sums in a fixed order (no atomics).
@@ -27,56 +28,70 @@ def differential_combine_reference(signal: torch.Tensor, noise: torch.Tensor, la
 
 
 @triton.jit
-def _forward_kernel(S, N, LAM, W, OUT, RSTD, n_pairs, seq, groups, ratio, eps, scale,
-                    s_b, s_t, s_h, n_b, n_t, n_h, D: tl.constexpr, R: tl.constexpr):
+def _tile(token_block, g, n_tokens, seq, ratio, TOKENS: tl.constexpr, R: tl.constexpr, D: tl.constexpr):
+    """Index vectors of one tile: TOKENS consecutive tokens x the R (padded) signal heads of group g x D values."""
+    tokens = token_block * TOKENS + tl.arange(0, TOKENS)
     heads = tl.arange(0, R)
     cols = tl.arange(0, D)
-    head_mask = heads < ratio
-    mask = head_mask[:, None]
-    lam = tl.load(LAM).to(tl.float32)
-    w = tl.load(W + cols).to(tl.float32) * scale
-    for pair in range(tl.program_id(0).to(tl.int64), n_pairs, tl.num_programs(0)):
-        token, g = pair // groups, pair % groups
-        b, t = token // seq, token % seq
-        noise = tl.load(N + b * n_b + t * n_t + g * n_h + cols).to(tl.float32)
-        rows = g * ratio + heads
-        signal = tl.load(S + b * s_b + t * s_t + rows[:, None] * s_h + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-        difference = signal - lam * noise[None, :]
-        rstd = tl.rsqrt(tl.sum(difference * difference, axis=1) / D + eps)
-        out = difference * rstd[:, None] * w[None, :]
-        tl.store(OUT + token * (groups * ratio * D) + rows[:, None] * D + cols[None, :], out.to(OUT.dtype.element_ty), mask=mask)
-        tl.store(RSTD + token * (groups * ratio) + rows, rstd, mask=head_mask)
+    token_ok = tokens < n_tokens
+    rows = g * ratio + heads
+    mask = token_ok[:, None, None] & (heads < ratio)[None, :, None]
+    return tokens, tokens // seq, tokens % seq, rows, cols, token_ok, mask
 
 
 @triton.jit
-def _backward_kernel(DOUT, S, N, LAM, W, RSTD, DS, DN, PARTIAL, n_pairs, seq, groups, ratio, scale,
-                     s_b, s_t, s_h, n_b, n_t, n_h, D: tl.constexpr, R: tl.constexpr):
-    heads = tl.arange(0, R)
-    cols = tl.arange(0, D)
-    head_mask = heads < ratio
-    mask = head_mask[:, None]
+def _forward_kernel(S, N, LAM, W, OUT, RSTD, n_tiles, n_tokens, seq, groups, ratio, eps, scale,
+                    s_b, s_t, s_h, n_b, n_t, n_h, D: tl.constexpr, R: tl.constexpr, TOKENS: tl.constexpr):
     lam = tl.load(LAM).to(tl.float32)
-    w = tl.load(W + cols).to(tl.float32) * scale
+    w = tl.load(W + tl.arange(0, D)).to(tl.float32) * scale
+    for tile in range(tl.program_id(0).to(tl.int64), n_tiles, tl.num_programs(0)):
+        tokens, b, t, rows, cols, token_ok, mask = _tile(tile // groups, tile % groups, n_tokens, seq, ratio, TOKENS, R, D)
+        g = tile % groups
+        noise = tl.load(N + (b * n_b + t * n_t + g * n_h)[:, None] + cols[None, :], mask=token_ok[:, None], other=0.0).to(tl.float32)
+        signal = tl.load(S + (b * s_b + t * s_t)[:, None, None] + rows[None, :, None] * s_h + cols[None, None, :],
+                         mask=mask, other=0.0).to(tl.float32)
+        difference = signal - lam * noise[:, None, :]
+        rstd = tl.rsqrt(tl.sum(difference * difference, axis=2) / D + eps)
+        out = difference * rstd[:, :, None] * w[None, None, :]
+        out_rows = tokens[:, None] * (groups * ratio) + rows[None, :]
+        tl.store(OUT + out_rows[:, :, None] * D + cols[None, None, :], out.to(OUT.dtype.element_ty), mask=mask)
+        tl.store(RSTD + out_rows, rstd, mask=token_ok[:, None] & (rows[None, :] < (g + 1) * ratio))
+
+
+@triton.jit
+def _backward_kernel(DOUT, S, N, LAM, W, RSTD, DS, DN, PARTIAL, n_tiles, n_tokens, seq, groups, ratio, scale,
+                     s_b, s_t, s_h, n_b, n_t, n_h, D: tl.constexpr, R: tl.constexpr, TOKENS: tl.constexpr):
+    lam = tl.load(LAM).to(tl.float32)
+    cols_all = tl.arange(0, D)
+    w = tl.load(W + cols_all).to(tl.float32) * scale
     dw = tl.zeros((D,), tl.float32)
     dlam = tl.zeros((D,), tl.float32)
-    for pair in range(tl.program_id(0).to(tl.int64), n_pairs, tl.num_programs(0)):
-        token, g = pair // groups, pair % groups
-        b, t = token // seq, token % seq
-        noise = tl.load(N + b * n_b + t * n_t + g * n_h + cols).to(tl.float32)
-        rows = g * ratio + heads
-        signal = tl.load(S + b * s_b + t * s_t + rows[:, None] * s_h + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-        dout = tl.load(DOUT + token * (groups * ratio * D) + rows[:, None] * D + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-        rstd = tl.load(RSTD + token * (groups * ratio) + rows, mask=head_mask, other=0.0)
-        normalised = (signal - lam * noise[None, :]) * rstd[:, None]
-        dw += tl.sum(dout * normalised, axis=0)
-        dnormalised = dout * w[None, :]
-        ddifference = rstd[:, None] * (dnormalised - normalised * (tl.sum(dnormalised * normalised, axis=1) / D)[:, None])
-        tl.store(DS + token * (groups * ratio * D) + rows[:, None] * D + cols[None, :], ddifference.to(DS.dtype.element_ty), mask=mask)
-        dnoise_sum = tl.sum(ddifference, axis=0)
-        tl.store(DN + token * (groups * D) + g * D + cols, (-lam * dnoise_sum).to(DN.dtype.element_ty))
-        dlam += -dnoise_sum * noise
-    tl.store(PARTIAL + tl.program_id(0).to(tl.int64) * (D + 1) + cols, dw * scale)
+    for tile in range(tl.program_id(0).to(tl.int64), n_tiles, tl.num_programs(0)):
+        tokens, b, t, rows, cols, token_ok, mask = _tile(tile // groups, tile % groups, n_tokens, seq, ratio, TOKENS, R, D)
+        g = tile % groups
+        row_ok = token_ok[:, None] & (rows[None, :] < (g + 1) * ratio)
+        noise = tl.load(N + (b * n_b + t * n_t + g * n_h)[:, None] + cols[None, :], mask=token_ok[:, None], other=0.0).to(tl.float32)
+        signal = tl.load(S + (b * s_b + t * s_t)[:, None, None] + rows[None, :, None] * s_h + cols[None, None, :],
+                         mask=mask, other=0.0).to(tl.float32)
+        out_rows = tokens[:, None] * (groups * ratio) + rows[None, :]
+        dout = tl.load(DOUT + out_rows[:, :, None] * D + cols[None, None, :], mask=mask, other=0.0).to(tl.float32)
+        rstd = tl.load(RSTD + out_rows, mask=row_ok, other=0.0)
+        normalised = (signal - lam * noise[:, None, :]) * rstd[:, :, None]
+        dw += tl.sum(tl.sum(dout * normalised, axis=1), axis=0)
+        dnormalised = dout * w[None, None, :]
+        mean = tl.sum(dnormalised * normalised, axis=2) / D
+        ddifference = rstd[:, :, None] * (dnormalised - normalised * mean[:, :, None])
+        tl.store(DS + out_rows[:, :, None] * D + cols[None, None, :], ddifference.to(DS.dtype.element_ty), mask=mask)
+        dnoise_sum = tl.sum(ddifference, axis=1)
+        tl.store(DN + (tokens * groups + g)[:, None] * D + cols[None, :], (-lam * dnoise_sum).to(DN.dtype.element_ty),
+                 mask=token_ok[:, None])
+        dlam += tl.sum(-dnoise_sum * noise, axis=0)
+    tl.store(PARTIAL + tl.program_id(0).to(tl.int64) * (D + 1) + cols_all, dw * scale)
     tl.store(PARTIAL + tl.program_id(0).to(tl.int64) * (D + 1) + D, tl.sum(dlam, axis=0))
+
+
+TOKENS_PER_TILE = 8
+"""Tokens one program handles per step, for one group: a (tokens x r x 2 * head_dim) tile."""
 
 
 def _strides(t: torch.Tensor) -> tuple[int, int, int]:
@@ -93,10 +108,10 @@ def differential_combine_forward(signal: torch.Tensor, noise: torch.Tensor, lam:
     ratio = signal_heads // groups
     out = torch.empty(batch, seq, signal_heads * width, device=signal.device, dtype=signal.dtype)
     rstd = torch.empty(batch * seq * signal_heads, device=signal.device, dtype=torch.float32)
-    pairs = batch * seq * groups
-    _forward_kernel[(persistent_programs(pairs, signal.device, 16),)](
-        signal, noise, lam, weight, out, rstd, pairs, seq, groups, ratio, eps, scale,
-        *_strides(signal), *_strides(noise), D=width, R=triton.next_power_of_2(ratio), num_warps=4)
+    tiles = triton.cdiv(batch * seq, TOKENS_PER_TILE) * groups
+    _forward_kernel[(persistent_programs(tiles, signal.device, 8),)](
+        signal, noise, lam, weight, out, rstd, tiles, batch * seq, seq, groups, ratio, eps, scale,
+        *_strides(signal), *_strides(noise), D=width, R=triton.next_power_of_2(ratio), TOKENS=TOKENS_PER_TILE, num_warps=8)
     return out, rstd
 
 
@@ -113,15 +128,15 @@ def differential_combine_backward(dout: torch.Tensor, signal: torch.Tensor, nois
     """(dsignal, dnoise, dlambda, dweight), dsignal and dnoise contiguous in (B, S, heads, D)."""
     batch, seq, signal_heads, width = signal.shape
     groups = noise.shape[2]
-    pairs = batch * seq * groups
-    programs = persistent_programs(pairs, signal.device, 16)
+    tiles = triton.cdiv(batch * seq, TOKENS_PER_TILE) * groups
+    programs = persistent_programs(tiles, signal.device, 8)
     dsignal = torch.empty(batch, seq, signal_heads, width, device=signal.device, dtype=signal.dtype)
     dnoise = torch.empty(batch, seq, groups, width, device=noise.device, dtype=noise.dtype)
     partial = torch.empty(programs, width + 1, device=signal.device, dtype=torch.float32)
     _backward_kernel[(programs,)](
-        dout.contiguous(), signal, noise, lam, weight, rstd, dsignal, dnoise, partial, pairs, seq, groups,
+        dout.contiguous(), signal, noise, lam, weight, rstd, dsignal, dnoise, partial, tiles, batch * seq, seq, groups,
         signal_heads // groups, scale, *_strides(signal), *_strides(noise), D=width,
-        R=triton.next_power_of_2(signal_heads // groups), num_warps=4)
+        R=triton.next_power_of_2(signal_heads // groups), TOKENS=TOKENS_PER_TILE, num_warps=8)
     sums = partial.sum(0)
     return dsignal, dnoise, sums[width].to(lam.dtype, copy=True).reshape(lam.shape), sums[:width].to(weight.dtype, copy=True)
 
