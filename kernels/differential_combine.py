@@ -81,9 +81,11 @@ def _backward_kernel(DOUT, S, N, LAM, W, RSTD, DS, DN, PARTIAL, n_tiles, n_token
         dnormalised = dout * w[None, None, :]
         mean = tl.sum(dnormalised * normalised, axis=2) / D
         ddifference = rstd[:, :, None] * (dnormalised - normalised * mean[:, :, None])
-        tl.store(DS + out_rows[:, :, None] * D + cols[None, None, :], ddifference.to(DS.dtype.element_ty), mask=mask)
+        # gradients in the inputs' own layouts, so the attention backward gets them without a copy
+        tl.store(DS + (b * s_b + t * s_t)[:, None, None] + rows[None, :, None] * s_h + cols[None, None, :],
+                 ddifference.to(DS.dtype.element_ty), mask=mask)
         dnoise_sum = tl.sum(ddifference, axis=1)
-        tl.store(DN + (tokens * groups + g)[:, None] * D + cols[None, :], (-lam * dnoise_sum).to(DN.dtype.element_ty),
+        tl.store(DN + (b * n_b + t * n_t + g * n_h)[:, None] + cols[None, :], (-lam * dnoise_sum).to(DN.dtype.element_ty),
                  mask=token_ok[:, None])
         dlam += tl.sum(-dnoise_sum * noise, axis=0)
     tl.store(PARTIAL + tl.program_id(0).to(tl.int64) * (D + 1) + cols_all, dw * scale)
@@ -125,13 +127,14 @@ def _(signal, noise, lam, weight, eps, scale):
 def differential_combine_backward(dout: torch.Tensor, signal: torch.Tensor, noise: torch.Tensor, lam: torch.Tensor,
                                   weight: torch.Tensor, rstd: torch.Tensor,
                                   scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dsignal, dnoise, dlambda, dweight), dsignal and dnoise contiguous in (B, S, heads, D)."""
+    """(dsignal, dnoise, dlambda, dweight); dsignal and dnoise have the strides of signal and noise."""
     batch, seq, signal_heads, width = signal.shape
     groups = noise.shape[2]
     tiles = triton.cdiv(batch * seq, TOKENS_PER_TILE) * groups
     programs = persistent_programs(tiles, signal.device, 8)
-    dsignal = torch.empty(batch, seq, signal_heads, width, device=signal.device, dtype=signal.dtype)
-    dnoise = torch.empty(batch, seq, groups, width, device=noise.device, dtype=noise.dtype)
+    dsignal, dnoise = torch.empty_like(signal), torch.empty_like(noise)
+    if dsignal.stride() != signal.stride() or dnoise.stride() != noise.stride():
+        raise ValueError("differential_combine expects dense attention outputs (as SDPA returns them)")
     partial = torch.empty(programs, width + 1, device=signal.device, dtype=torch.float32)
     _backward_kernel[(programs,)](
         dout.contiguous(), signal, noise, lam, weight, rstd, dsignal, dnoise, partial, tiles, batch * seq, seq, groups,
@@ -143,7 +146,7 @@ def differential_combine_backward(dout: torch.Tensor, signal: torch.Tensor, nois
 
 @differential_combine_backward.register_fake
 def _(dout, signal, noise, lam, weight, rstd, scale):
-    return signal.new_empty(signal.shape), noise.new_empty(noise.shape), torch.empty_like(lam), torch.empty_like(weight)
+    return torch.empty_like(signal), torch.empty_like(noise), torch.empty_like(lam), torch.empty_like(weight)
 
 
 def _setup_context(ctx, inputs, output):
