@@ -68,8 +68,8 @@ def main() -> None:
         "its two SDPA calls alone": lambda: train(sdpa_only),
         "GQA, 32 query / 8 kv heads of 128": lambda: train(gqa),
     }
-    times = {name: median_ms(fn) for name, fn in rows.items()}
-    max_logit_ms = median_ms(lambda: (causal_max_logits(q_signal, k1), causal_max_logits(q_noise, k2)))
+    times = {name: median_ms(fn, inner=5) for name, fn in rows.items()}
+    max_logit_ms = median_ms(lambda: (causal_max_logits(q_signal, k1), causal_max_logits(q_noise, k2)), inner=5)
     sdpa = times["its two SDPA calls alone"]
     print("| attention core, forward+backward | ms | / SDPA calls alone |")
     print("|---|---|---|")
