@@ -110,12 +110,13 @@ def test_bad_optimizer_settings_name_the_field():
         MuonClip(motif_param_groups(tiny_model()), qk_clip_tau=0)
 
 
-def test_causal_max_logits_matches_the_full_score_matrix():
+@pytest.mark.parametrize("seq", [37, 3000])  # one block; several blocks (past keys unmasked, diagonal masked)
+def test_causal_max_logits_matches_the_full_score_matrix(seq):
     torch.manual_seed(0)
-    q, k = torch.randn(2, 37, 6, 8) * 3, torch.randn(2, 37, 3, 8) * 3
+    q, k = torch.randn(2, seq, 6, 8) * 3, torch.randn(2, seq, 3, 8) * 3
+    future = torch.triu(torch.ones(seq, seq, dtype=torch.bool), 1)
     expected = torch.stack([
-        max(torch.tril(q[b, :, h] @ k[b, :, h // 2].T).masked_fill(
-            torch.triu(torch.ones(37, 37, dtype=torch.bool), 1), float("-inf")).max() for b in range(2))
+        max((q[b, :, h] @ k[b, :, h // 2].T).masked_fill(future, float("-inf")).max() for b in range(2))
         for h in range(6)]) / math.sqrt(8)
     torch.testing.assert_close(causal_max_logits(q, k), expected, atol=1e-5, rtol=1e-5)
 
