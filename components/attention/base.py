@@ -65,9 +65,8 @@ def causal_max_logits(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """max over batch and causal (query, key) pairs of q.k / sqrt(head_dim), per query head, in fp32.
 
     Same head layout as :func:`causal_attention`. Scores are formed one block of queries at a time against the
-    keys up to that block (blocks above the diagonal are skipped, only the diagonal block is masked), so memory
-    stays at batch x heads x block x seq instead of seq x seq. A fused attention kernel can return the same
-    maxima for free; this is the portable path.
+    keys up to that block (blocks above the diagonal are skipped), so memory stays at batch x heads x block x seq
+    instead of seq x seq. A fused attention kernel can return the same maxima for free; this is the portable path.
     """
     batch, seq, q_heads, dim = q.shape
     kv_heads = k.shape[2]
@@ -75,15 +74,13 @@ def causal_max_logits(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     keys = k.transpose(1, 2).unsqueeze(2)
     block = max(64, (1 << 21) // seq)
     result = torch.full((kv_heads, q_heads // kv_heads), float("-inf"), device=q.device)
+    positions = torch.arange(seq, device=q.device)
     for start in range(0, seq, block):
         stop = min(seq, start + block)
-        queries = grouped_q[..., start:stop, :]
-        if start > 0:  # keys before the block: all visible, no mask, reduced in the input dtype
-            past = queries @ keys[..., :start, :].mT
-            result = torch.maximum(result, past.amax(dim=(0, 3, 4)).float())
-        diagonal = (queries @ keys[..., start:stop, :].mT).float()
-        future = torch.ones(stop - start, stop - start, dtype=torch.bool, device=q.device).triu(1)
-        result = torch.maximum(result, diagonal.masked_fill_(future, float("-inf")).amax(dim=(0, 3, 4)))
+        scores = (grouped_q[..., start:stop, :] @ keys[..., :stop, :].mT).float()
+        future = positions[None, :stop] > positions[start:stop, None]
+        scores.masked_fill_(future, float("-inf"))
+        result = torch.maximum(result, scores.amax(dim=(0, 3, 4)))
     return result.flatten() / math.sqrt(dim)
 
 
