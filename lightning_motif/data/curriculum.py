@@ -209,8 +209,9 @@ class CurriculumPlan:
                               f"these domains have no training data of at least {self.page_tokens} tokens "
                               f"(available: {sorted(d for d, n in self.domain_pages.items() if n > 0)})")
 
-    def steps(self, start: int = 0) -> Iterator[StepSamples]:
-        """Yield the plan of every step from ``start`` on (earlier steps are replayed without being built)."""
+    def steps(self, start: int = 0, stride: int = 1) -> Iterator[StepSamples]:
+        """Yield the plan of steps start, start + stride, ... (every other step is replayed without being built,
+        so a loader worker that serves every stride-th step builds only its own)."""
         cursors = [_Cursor() for _ in self.domains]
         domain_tokens = np.zeros(len(self.domains), dtype=np.int64)
         first_sample = 0
@@ -220,7 +221,7 @@ class CurriculumPlan:
             domain = np.searchsorted(cumulative / cumulative[-1], draws, side="right")
             counts = np.bincount(domain, minlength=len(self.domains))
             domain_tokens += counts * seq_len
-            if step < start:
+            if step < start or (step - start) % stride:
                 for cursor, count in zip(cursors, counts):
                     self._skip(cursor, int(count), seq_len)
             else:

@@ -35,9 +35,7 @@ class CurriculumDataset(IterableDataset):
         pages = {domain: StreamingDataset(self.domain_dirs[domain], item_loader=TokensLoader(block_size=self.plan.page_tokens))
                  for domain in self.plan.domains}
         names = self.plan.domains
-        for samples in self.plan.steps(self.start_step):
-            if (samples.step - self.start_step) % workers != worker:
-                continue
+        for samples in self.plan.steps(self.start_step + worker, stride=workers):
             per_rank = samples.sequences // self.world_size
             mine = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
             length = samples.seq_len + 1
