@@ -5,7 +5,8 @@ head_dim 128, values 256), bf16, forward + backward from q, k, v to the o_proj i
 - fused GDA (the model's path): the same two SDPA calls, then the fused combine + sub-norm kernel;
 - the two SDPA calls alone (the floor for any SDPA-based formulation);
 - GQA with the same 32 query heads over 8 key/value heads of 128 (a softmax-attention baseline);
-- the cost of measuring each head's maximum logit for QK-clip (blockwise causal q.k max).
+- the cost of measuring each head's maximum logit for QK-clip: the Triton kernel (the model's path on GPU) and
+  the blockwise PyTorch reference.
 
     python -m benchmarks.gda_attention_bench [--batch 1] [--seq 4096]
 """
@@ -15,7 +16,8 @@ import argparse
 import torch
 
 from benchmarks.timing import median_ms
-from components.attention.base import causal_attention, causal_max_logits
+from components.attention.base import causal_attention
+from kernels.causal_max_logits import causal_max_logits
 from kernels.differential_combine import differential_combine
 
 GROUPS, RATIO, HEAD_DIM = 8, 4, 128
@@ -61,6 +63,9 @@ def main() -> None:
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
         torch.autograd.backward(outputs, [dout if o.shape == dout.shape else torch.ones_like(o) for o in outputs])
 
+    def max_logits(impl):
+        return torch.cat([causal_max_logits(q_signal, k1, impl=impl), causal_max_logits(q_noise, k2, impl=impl)])
+
     causal_flops_per_head = 2 * 2 * b * s * s * d / 2  # QK^T and PV, causal half
     rows = {
         "straightforward GDA": lambda: train(lambda: gda("reference")),
@@ -68,14 +73,23 @@ def main() -> None:
         "its two SDPA calls alone": lambda: train(sdpa_only),
         "GQA, 32 query / 8 kv heads of 128": lambda: train(gqa),
     }
+    rows["fused GDA + each head's max logit (QK-clip on)"] = lambda: (max_logits("triton"), train(lambda: gda("triton")))
     times = {name: median_ms(fn, inner=5) for name, fn in rows.items()}
-    max_logit_ms = median_ms(lambda: (causal_max_logits(q_signal, k1), causal_max_logits(q_noise, k2)), inner=5)
+
+    exact = torch.cat([causal_max_logits(q_signal.float(), k1.float(), impl="reference"),
+                       causal_max_logits(q_noise.float(), k2.float(), impl="reference")])
+    max_logit_error = float((max_logits("triton") - exact).abs().max() / exact.abs().max())
+    assert max_logit_error < 1e-3, max_logit_error  # same bf16 inputs, fp32 accumulation in both
+    max_logit_ms = {impl: median_ms(lambda i=impl: max_logits(i), inner=5) for impl in ("triton", "reference")}
     sdpa = times["its two SDPA calls alone"]
     print("| attention core, forward+backward | ms | / SDPA calls alone |")
     print("|---|---|---|")
     for name, ms in times.items():
         print(f"| {name} | {ms:.2f} | {ms / sdpa:.2f} |")
-    print(f"| max-logit measurement for QK-clip (signal + noise heads, forward only) | {max_logit_ms:.2f} | {max_logit_ms / sdpa:.2f} |")
+    for impl, ms in max_logit_ms.items():
+        print(f"| max-logit measurement for QK-clip, {impl} (signal + noise heads) | {ms:.3f} | {ms / sdpa:.3f} |")
+    print(f"max-logit kernel vs fp32 reference: relative difference {max_logit_error:.1e}; "
+          f"{(GROUPS * RATIO + GROUPS) * b * s * s * d / max_logit_ms['triton'] / 1e9:.0f} TFLOP/s (causal q.k^T)")
     print(f"fused GDA is {times['straightforward GDA'] / times['fused GDA (model path)']:.2f}x faster than straightforward GDA; "
           f"SDPA attention FLOPs (fwd, causal): {(GROUPS * RATIO + GROUPS) * causal_flops_per_head * 1.5 / 1e12:.2f} TFLOP")
 

@@ -30,3 +30,18 @@ def matmul_peak_tflops(n: int = 8192) -> float:
     a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
     return 2 * n**3 / median_ms(lambda: a @ b) / 1e9
+
+
+def kernel_ms(fn: Callable[[], object], steps: int = 10, warmup: int = 3) -> float:
+    """GPU time per call summed over the kernels it launches (torch.profiler), without the gaps between them:
+    what a call costs inside a training step, where the CPU runs ahead and launch overhead stays hidden."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as trace:
+        for _ in range(steps):
+            fn()
+        torch.cuda.synchronize()
+    return sum(event.self_device_time_total for event in trace.key_averages()) / steps / 1000

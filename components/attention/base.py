@@ -1,6 +1,5 @@
 """The attention interface shared by the GQA baseline, differential and grouped differential attention."""
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +9,7 @@ from torch import nn
 from components.config_error import require
 from components.layers import WeightInit
 from components.optim.qk_clip import QKClipTarget
+from kernels.causal_max_logits import IMPLEMENTATIONS as KERNELS
 
 
 @dataclass(kw_only=True)
@@ -18,8 +18,12 @@ class AttentionConfig:
 
     head_dim: int = 128
     """Width of one query/key head. RoPE rotates all of it, so it must be even."""
+    kernel: str = "auto"
+    """The fused GPU paths (the max-logit measurement for QK-clip; in differential attention also the combine +
+    sub-norm): "auto" (Triton on CUDA, PyTorch elsewhere), "triton" or "reference" (PyTorch), for ablations."""
 
     def __post_init__(self) -> None:
+        require(self.kernel in KERNELS, self, "kernel", f"use one of {KERNELS}")
         require(self.head_dim > 0 and self.head_dim % 2 == 0, self, "head_dim",
                 "RoPE rotates pairs of dimensions: use a positive even head_dim such as 64 or 128")
 
@@ -37,6 +41,7 @@ class Attention(nn.Module):
 
     track_max_logits: bool = False
     max_logits: torch.Tensor | None = None
+    kernel: str = "auto"
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -58,30 +63,6 @@ class Attention(nn.Module):
     def statistics(self) -> dict[str, torch.Tensor]:
         """Scalars worth watching during training (logged by the model-statistics callback)."""
         return {} if self.max_logits is None else {"max_logit": self.max_logits.max()}
-
-
-@torch.no_grad()
-def causal_max_logits(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """max over batch and causal (query, key) pairs of q.k / sqrt(head_dim), per query head, in fp32.
-
-    Same head layout as :func:`causal_attention`. Scores are formed one block of queries at a time against the
-    keys up to that block (blocks above the diagonal are skipped), so memory stays at batch x heads x block x seq
-    instead of seq x seq. A fused attention kernel can return the same maxima for free; this is the portable path.
-    """
-    batch, seq, q_heads, dim = q.shape
-    kv_heads = k.shape[2]
-    grouped_q = q.transpose(1, 2).reshape(batch, kv_heads, q_heads // kv_heads, seq, dim)
-    keys = k.transpose(1, 2).unsqueeze(2)
-    block = max(64, (1 << 21) // seq)
-    result = torch.full((kv_heads, q_heads // kv_heads), float("-inf"), device=q.device)
-    positions = torch.arange(seq, device=q.device)
-    for start in range(0, seq, block):
-        stop = min(seq, start + block)
-        scores = (grouped_q[..., start:stop, :] @ keys[..., :stop, :].mT).float()
-        future = positions[None, :stop] > positions[start:stop, None]
-        scores.masked_fill_(future, float("-inf"))
-        result = torch.maximum(result, scores.amax(dim=(0, 3, 4)))
-    return result.flatten() / math.sqrt(dim)
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

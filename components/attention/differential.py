@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
-from components.attention.base import AttentionConfig, causal_attention, causal_max_logits
+from components.attention.base import AttentionConfig, causal_attention
 from components.attention.differential_base import DifferentialAttentionBase
 from components.config_error import require
 from components.layers import Linear, WeightInit
-from kernels.differential_combine import IMPLEMENTATIONS as COMBINE_KERNELS
 from components.rope import apply_rotary
+from kernels.causal_max_logits import causal_max_logits
 
 
 @dataclass(kw_only=True)
@@ -29,12 +29,9 @@ class DifferentialAttentionConfig(AttentionConfig):
     num_kv_heads: int = 16
     """Key/value groups; each holds a (k1, k2) pair and 2 * head_dim values."""
     subln_eps: float = 1e-5
-    kernel: str = "auto"
-    """The combine + sub-norm after attention: "auto" (fused Triton on CUDA), "triton" or "reference"."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.kernel in COMBINE_KERNELS, self, "kernel", f"use one of {COMBINE_KERNELS}")
         require(self.num_heads >= 1, self, "num_heads", "use at least one differential head")
         require(self.num_kv_heads >= 1, self, "num_kv_heads", "use at least one key/value group")
         require(self.num_heads % self.num_kv_heads == 0, self, "num_kv_heads",
@@ -63,7 +60,8 @@ class DifferentialAttention(DifferentialAttentionBase):
         k = apply_rotary(self.k_proj(x).view(batch, seq, 2 * self.num_kv_heads, d), cos, sin)
         v = self.v_proj(x).view(batch, seq, self.num_kv_heads, 2 * d)
         if self.track_max_logits:  # per head h: [q1_h, q2_h], the q_proj order
-            both = (causal_max_logits(q[:, :, 0::2], k[:, :, 0::2]), causal_max_logits(q[:, :, 1::2], k[:, :, 1::2]))
+            both = (causal_max_logits(q[:, :, 0::2], k[:, :, 0::2], impl=self.kernel),
+                    causal_max_logits(q[:, :, 1::2], k[:, :, 1::2], impl=self.kernel))
             self._record_max_logits(torch.stack(both, dim=1).flatten())
         signal = causal_attention(q[:, :, 0::2], k[:, :, 0::2], v)
         noise = causal_attention(q[:, :, 1::2], k[:, :, 1::2], v)

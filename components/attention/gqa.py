@@ -4,10 +4,11 @@ from dataclasses import dataclass
 
 import torch
 
-from components.attention.base import Attention, AttentionConfig, causal_attention, causal_max_logits
+from components.attention.base import Attention, AttentionConfig, causal_attention
 from components.config_error import require
 from components.layers import Linear, WeightInit
 from components.rope import apply_rotary
+from kernels.causal_max_logits import causal_max_logits
 
 
 @dataclass(kw_only=True)
@@ -32,6 +33,7 @@ class GroupedQueryAttention(Attention):
     def __init__(self, config: GroupedQueryAttentionConfig, hidden_size: int, init: WeightInit) -> None:
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = config.num_heads, config.num_kv_heads, config.head_dim
+        self.kernel = config.kernel
         self.q_proj = Linear(hidden_size, self.num_heads * self.head_dim, init.std)
         self.k_proj = Linear(hidden_size, self.num_kv_heads * self.head_dim, init.std)
         self.v_proj = Linear(hidden_size, self.num_kv_heads * self.head_dim, init.std)
@@ -43,7 +45,7 @@ class GroupedQueryAttention(Attention):
         k = apply_rotary(self.k_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim), cos, sin)
         v = self.v_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim)
         if self.track_max_logits:
-            self._record_max_logits(causal_max_logits(q, k))
+            self._record_max_logits(causal_max_logits(q, k, impl=self.kernel))
         return self.o_proj(causal_attention(q, k, v).reshape(batch, seq, -1))
 
     def key_head_of_query(self) -> list[int]:

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
-from components.attention.base import AttentionConfig, causal_attention, causal_max_logits
+from components.attention.base import AttentionConfig, causal_attention
 from components.attention.differential_base import DifferentialAttentionBase
 from components.config_error import require
 from components.layers import Linear, WeightInit
-from kernels.differential_combine import IMPLEMENTATIONS as COMBINE_KERNELS
 from components.rope import apply_rotary
+from kernels.causal_max_logits import causal_max_logits
 
 
 @dataclass(kw_only=True)
@@ -30,12 +30,9 @@ class GroupedDifferentialAttentionConfig(AttentionConfig):
     signal_noise_ratio: int = 4
     """r: signal heads per noise head; 1 gives plain differential attention."""
     subln_eps: float = 1e-5
-    kernel: str = "auto"
-    """The combine + sub-norm after attention: "auto" (fused Triton on CUDA), "triton" or "reference"."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.kernel in COMBINE_KERNELS, self, "kernel", f"use one of {COMBINE_KERNELS}")
         require(self.num_noise_heads >= 1, self, "num_noise_heads", "use at least one noise head (one group)")
         require(self.signal_noise_ratio >= 1, self, "signal_noise_ratio",
                 "each group needs at least one signal head: use 1 for plain differential attention, 4 for Motif-2")
@@ -74,8 +71,8 @@ class GroupedDifferentialAttention(DifferentialAttentionBase):
         v = self.v_proj(x).view(batch, seq, g, 2 * d)
         signal_q, noise_q = q[:, :, :, :r].reshape(batch, seq, g * r, d), q[:, :, :, r]
         if self.track_max_logits:  # per group: r signal heads, then the noise head (the q_proj order)
-            signal_max = causal_max_logits(signal_q, k[:, :, 0::2]).view(g, r)
-            noise_max = causal_max_logits(noise_q, k[:, :, 1::2]).view(g, 1)
+            signal_max = causal_max_logits(signal_q, k[:, :, 0::2], impl=self.kernel).view(g, r)
+            noise_max = causal_max_logits(noise_q, k[:, :, 1::2], impl=self.kernel).view(g, 1)
             self._record_max_logits(torch.cat([signal_max, noise_max], dim=1).flatten())
         signal = causal_attention(signal_q, k[:, :, 0::2], v)
         noise = causal_attention(noise_q, k[:, :, 1::2], v)

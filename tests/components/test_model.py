@@ -115,9 +115,9 @@ def test_smaller_presets_build_on_meta_with_their_stated_sizes(preset, low, high
 
 
 def test_triton_kernel_paths_match_the_reference_paths():
-    """The whole model with its fused kernels (differential combine, PolyNorm * up, add + RMSNorm, chunked loss;
-    Triton interpreter on CPU) against the same weights on the PyTorch reference paths, fp32: equal up to
-    summation order."""
+    """The whole model with its fused kernels (differential combine, PolyNorm * up, add + RMSNorm, chunked loss,
+    max-logit measurement; Triton interpreter on CPU) against the same weights on the PyTorch reference paths,
+    fp32: equal up to summation order."""
     def build(kernel: str, loss: str) -> MotifForCausalLM:
         torch.manual_seed(0)
         attention = GroupedDifferentialAttentionConfig(num_noise_heads=2, signal_noise_ratio=3, head_dim=8, kernel=kernel)
@@ -126,11 +126,17 @@ def test_triton_kernel_paths_match_the_reference_paths():
             loss_kernel=loss, attention=attention, mlp=PolyNormMLPConfig(intermediate_size=48, kernel=kernel)))
 
     fused, reference = build("triton", "chunked"), build("reference", "reference")
+    for model in (fused, reference):
+        for block in model.model.layers:
+            block.self_attn.track_max_logits = True
     tokens = torch.randint(0, 97, (2, 17), generator=torch.Generator().manual_seed(1))
     losses = [model(tokens[:, :-1], targets=tokens[:, 1:]) for model in (fused, reference)]
     for loss in losses:
         loss.backward()
     torch.testing.assert_close(losses[0], losses[1], atol=0, rtol=1e-5)
+    for fused_block, reference_block in zip(fused.model.layers, reference.model.layers):
+        torch.testing.assert_close(fused_block.self_attn.max_logits, reference_block.self_attn.max_logits,
+                                   atol=0, rtol=1e-5)
     for (name, p), q in zip(fused.named_parameters(), reference.parameters()):
         torch.testing.assert_close(p.grad, q.grad, atol=1e-6, rtol=1e-4, msg=name)
 
@@ -143,6 +149,7 @@ def test_fused_kernels_trace_into_one_torch_compile_graph():
     model = MotifForCausalLM(ModelConfig(vocab_size=61, hidden_size=24, num_layers=1, max_position_embeddings=32,
                                          norm_kernel="triton", attention=attention,
                                          mlp=PolyNormMLPConfig(intermediate_size=40, kernel="triton")))
+    model.model.layers[0].self_attn.track_max_logits = True  # the max-logit custom op traces too
     tokens = torch.randint(0, 61, (2, 13), generator=torch.Generator().manual_seed(3))
     eager = model(tokens[:, :-1], targets=tokens[:, 1:])
     eager.backward()

@@ -11,7 +11,7 @@ from components.attention import (
     GroupedDifferentialAttentionConfig,
     GroupedQueryAttentionConfig,
 )
-from components.attention.base import causal_max_logits
+from kernels.causal_max_logits import causal_max_logits
 from components.config_error import ConfigError
 from components.layers import WeightInit
 from components.mlp import PolyNormMLPConfig
