@@ -5,7 +5,9 @@ from contextlib import nullcontext
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.strategies import ParallelStrategy
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.strategies import ModelParallelStrategy, ParallelStrategy
+from torch.distributed.tensor import DTensor
 from torchmetrics.aggregation import MeanMetric
 
 from components.config_error import ConfigError, require
@@ -13,6 +15,17 @@ from components.model import ModelConfig, MotifForCausalLM
 from components.attention.base import Attention
 from components.optim.param_groups import motif_param_groups
 from lightning_motif.data.batch import step_tokens
+from lightning_motif.parallelism import ParallelismConfig, apply_parallelism
+
+NONFINITE_POLICIES = ("skip", "stop")
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """Training produced a non-finite loss or gradient norm and the policy (``on_nonfinite``) says stop."""
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to_local() if isinstance(tensor, DTensor) else tensor
 
 
 class MotifLM(L.LightningModule):
@@ -21,18 +34,24 @@ class MotifLM(L.LightningModule):
     One training batch is one optimizer step: the curriculum stream decides how many sequences a step has (the
     batch ramps) and how many go through one forward pass (``micro_batch_size``), so the module accumulates
     gradients over the micro-batches itself (Lightning's manual optimization) and normalises the loss by the
-    step's tokens. Gradients are clipped to a global norm of ``gradient_clip_val`` (None: no clipping). The
-    initial weights are a function of ``init_seed`` alone.
+    step's tokens. Gradients are clipped to a global norm of ``gradient_clip_val`` (None: no clipping), the norm
+    taken over all parameters also when FSDP2 shards them. The initial weights are a function of ``init_seed``.
+
+    A step whose loss or gradient norm is not finite (on any rank) is skipped, logged (``train/skipped_steps``)
+    and its gradients dropped (``on_nonfinite: skip``), or stops the run (``stop``); more than
+    ``max_consecutive_skips`` skipped steps in a row stop it too. A checkpoint is never written from non-finite
+    weights.
 
     Parameters reach the optimizer in three named groups flagged for MuonClip (hidden matrices to Muon,
     embeddings / lm_head and vectors to AdamW; see ``motif_param_groups``); a plain AdamW ignores the flag.
     With ``track_max_logits`` every training forward measures each query head's largest attention logit, for
     the dashboard (``model/layer_XX/max_logit``) and for an optimizer with QK-clip, which rescales the heads
-    above its tau after each step (``model/layer_XX/qk_clipped_heads``). The measurement is a blockwise causal
-    q.k max that costs about as much as the attention itself (benchmarks/RESULTS.md), so by default (None) it
-    runs only when the optimizer clips; set true to watch the logits under another optimizer.
+    above its tau after each step (``model/layer_XX/qk_clipped_heads``). The measurement (a Triton kernel on GPU,
+    about 14% of the attention's time at the 12.7B shapes; benchmarks/RESULTS.md) runs by default (None) only
+    when the optimizer clips; set true to watch the logits under another optimizer.
 
-    The network is built in ``configure_model`` so a strategy can build it on the meta device and shard it.
+    The network is built in ``configure_model``, where ``parallelism`` wraps its blocks (activation
+    checkpointing, torch.compile) and, under ``ModelParallelStrategy``, shards them with FSDP2.
     ``optimizer`` and ``lr_scheduler`` are factories from the config (jsonargparse class_path + init_args);
     the scheduler is stepped after every optimizer step. Validation reports the token-weighted mean loss per
     domain and overall; perplexity is exp of that mean (torchmetrics aggregates it across ranks), which needs
@@ -47,6 +66,9 @@ class MotifLM(L.LightningModule):
         gradient_clip_val: float | None = 1.0,
         init_seed: int = 0,
         track_max_logits: bool | None = None,
+        parallelism: ParallelismConfig | None = None,
+        on_nonfinite: str = "skip",
+        max_consecutive_skips: int = 10,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -56,6 +78,11 @@ class MotifLM(L.LightningModule):
         self.track_max_logits = bool(track_max_logits)
         if gradient_clip_val is not None:
             require(gradient_clip_val > 0, self, "gradient_clip_val", "use a positive norm such as 1.0, or null for no clipping")
+        require(on_nonfinite in NONFINITE_POLICIES, self, "on_nonfinite", f"use one of {NONFINITE_POLICIES}")
+        require(max_consecutive_skips >= 0, self, "max_consecutive_skips", "use 0 or more (0: stop at the first)")
+        self.parallelism = parallelism or ParallelismConfig()
+        self.on_nonfinite, self.max_consecutive_skips = on_nonfinite, max_consecutive_skips
+        self.skipped_steps, self.consecutive_skips = 0, 0
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.transformer_config = transformer
         self.optimizer_factory = optimizer
@@ -78,6 +105,14 @@ class MotifLM(L.LightningModule):
                               f"smaller than the tokenizer's {vocab_size} tokens: set model.transformer.vocab_size >= {vocab_size}")
 
     def setup(self, stage: str) -> None:
+        if self.trainer.precision == "16-mixed":
+            raise ConfigError("trainer", "precision", "16-mixed",
+                              "fp16 loss scaling is not supported: use bf16-mixed (or 32-true with "
+                              "model.parallelism.param_dtype: bfloat16 under FSDP2)")
+        strategy = self.trainer.strategy
+        if isinstance(strategy, ModelParallelStrategy) and strategy._tensor_parallel_size not in ("auto", 1):
+            raise ConfigError("ModelParallelStrategy", "tensor_parallel_size", strategy._tensor_parallel_size,
+                              "tensor parallelism is not implemented: use 1 (FSDP2 over all devices)")
         datamodule = self.trainer.datamodule
         self.eval_domains = list(getattr(datamodule, "val_domains", []))
         self.eval_loss = torch.nn.ModuleList(MeanMetric() for _ in range(len(self.eval_domains) + 1))
@@ -88,6 +123,8 @@ class MotifLM(L.LightningModule):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.init_seed)
                 self.net = MotifForCausalLM(self.transformer_config)
+            sharded = isinstance(self.trainer.strategy, ModelParallelStrategy)
+            apply_parallelism(self.net, self.parallelism, self.device_mesh["data_parallel"] if sharded else None)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.net(input_ids)
@@ -118,17 +155,64 @@ class MotifLM(L.LightningModule):
             step_loss += loss.detach()
         for attention in self._attention_layers():
             attention.track_max_logits = False  # validation does not pay for the measurement
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
-        grad_norm = torch.nn.utils.get_total_norm(grads)
-        if self.gradient_clip_val is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
-        optimizer.step()
+        grad_norm = self._global_grad_norm()
+        if self._all_finite(step_loss, grad_norm):
+            self.consecutive_skips = 0
+            if self.gradient_clip_val is not None:
+                params = [p for p in self.parameters() if p.grad is not None]
+                torch.nn.utils.clip_grads_with_norm_(params, self.gradient_clip_val, grad_norm)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+        else:
+            self._skip_step(step_loss, grad_norm)
         optimizer.zero_grad(set_to_none=True)
-        if scheduler is not None:
-            scheduler.step()
         # the step's loss over all ranks (each holds the same number of tokens), and the pre-clipping norm
         self.log("train/loss", step_loss, prog_bar=True, sync_dist=True, batch_size=windows.shape[0])
         self.log("train/grad_norm", grad_norm, batch_size=windows.shape[0])
+        self.log("train/skipped_steps", float(self.skipped_steps), batch_size=windows.shape[0])
+
+    def _global_grad_norm(self) -> torch.Tensor:
+        """L2 norm of all gradients: of the whole gradient under DDP (already all-reduced) and, under FSDP2, over
+        every rank's shards (the DTensor norm reduced across the mesh)."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads)
+        return norm.full_tensor() if isinstance(norm, DTensor) else norm
+
+    def _all_finite(self, step_loss: torch.Tensor, grad_norm: torch.Tensor) -> bool:
+        """Whether loss and gradient norm are finite on every rank (one decision for all, so that ranks never
+        disagree about stepping the optimizer)."""
+        bad = (~torch.isfinite(step_loss) | ~torch.isfinite(grad_norm)).float()
+        if isinstance(self.trainer.strategy, ParallelStrategy) and self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
+        return not bool(bad > 0)
+
+    def _skip_step(self, step_loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        self.skipped_steps += 1
+        self.consecutive_skips += 1
+        where = (f"step {self.global_step}: loss {float(step_loss):.4g} (this rank), gradient norm {float(grad_norm):.4g}")
+        if self.on_nonfinite == "stop":
+            raise NonFiniteTrainingError(f"non-finite training {where}; stopping (model.on_nonfinite: stop). "
+                                         "Resume from the last checkpoint with a lower learning rate, or use skip")
+        if self.consecutive_skips > self.max_consecutive_skips:
+            raise NonFiniteTrainingError(f"{self.consecutive_skips} non-finite steps in a row, the last at {where}; "
+                                         "stopping (model.max_consecutive_skips). Resume from the last checkpoint "
+                                         "with a lower learning rate")
+        rank_zero_warn(f"skipping the optimizer step: non-finite {where} ({self.skipped_steps} skipped so far)")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse (on every rank alike) to write weights that are not finite; the previous checkpoint stays."""
+        bad = [name for name, p in self.named_parameters() if not bool(torch.isfinite(_local(p.detach())).all())]
+        count = torch.tensor(float(len(bad)), device=self.device)
+        if isinstance(self.trainer.strategy, ParallelStrategy) and self.trainer.world_size > 1:
+            count = self.trainer.strategy.reduce(count, reduce_op="sum")
+        if count > 0:
+            raise NonFiniteTrainingError(f"refusing to save a checkpoint at step {self.global_step}: non-finite weights "
+                                         f"in {bad[:3] or 'another rank'}; the previous checkpoint is kept")
+        checkpoint["motif_skipped_steps"] = self.skipped_steps
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.skipped_steps = checkpoint.get("motif_skipped_steps", 0)
 
     def _eval_step(self, batch: torch.Tensor, dataloader_idx: int) -> None:
         loss = self._loss_sum(batch) / (batch.shape[0] * (batch.shape[1] - 1))

@@ -18,9 +18,9 @@ def resume_args(tmp, cache, workers: int, processes: int) -> list[str]:
     args = tiny_run_args(tmp, cache, STEPS) + [
         "--trainer.limit_val_batches=0", "--trainer.log_every_n_steps=1", "--trainer.enable_progress_bar=false",
         f"--data.init_args.num_workers={workers}",
-        "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+        "--trainer.callbacks+=lightning_motif.callbacks.MotifCheckpoint",
         f"--trainer.callbacks.dirpath={tmp / 'checkpoints'}",
-        "--trainer.callbacks.every_n_train_steps=1", "--trainer.callbacks.save_last=true",
+        "--trainer.callbacks.every_n_train_steps=1", "--trainer.callbacks.keep_last=2",
     ]
     if processes > 1:
         args += ["--trainer.strategy=ddp", f"--trainer.devices={processes}", "--trainer.accelerator=cpu"]
