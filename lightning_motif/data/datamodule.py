@@ -14,7 +14,7 @@ from components.config_error import ConfigError, require
 from lightning_motif.data.curriculum import CurriculumPlan, CurriculumSchedule
 from lightning_motif.data.curriculum_dataset import CurriculumDataset
 from lightning_motif.data.default_corpus import build_default_corpus
-from lightning_motif.data.token_dataset import MANIFEST, Manifest
+from lightning_motif.data.token_dataset import MANIFEST, Manifest, count_pages
 
 
 class CurriculumDataModule(L.LightningDataModule):
@@ -104,9 +104,10 @@ class CurriculumDataModule(L.LightningDataModule):
         return os.path.join(self.data_dir, split, domain)
 
     def plan(self) -> CurriculumPlan:
+        """The sample plan over every page of every domain: the same on every rank (litdata's own length would
+        count only this rank's share of the pages once torch.distributed is up)."""
         page_tokens = self.schedule.max_seq_len + 1
-        pages = {d: len(StreamingDataset(self._domain_dir("train", d), item_loader=TokensLoader(block_size=page_tokens)))
-                 for d in self.schedule.domains}
+        pages = {d: count_pages(self._domain_dir("train", d), page_tokens) for d in self.schedule.domains}
         return CurriculumPlan(self.schedule, pages, self.seed)
 
     def train_dataloader(self) -> DataLoader:

@@ -44,3 +44,10 @@ class Manifest:
                 f"{path} not found: run `motif prepare` for this data_dir first (an interrupted prepare leaves no manifest)"
             )
         return cls(**json.loads(path.read_text()))
+
+
+def count_pages(shard_dir: str, page_tokens: int) -> int:
+    """Pages of ``page_tokens`` tokens in a litdata token shard folder, read from its index (pages never span
+    chunks, as litdata's TokensLoader cuts them), whatever the process's rank."""
+    index = json.loads((Path(shard_dir) / "index.json").read_text())
+    return sum(chunk["dim"] // page_tokens for chunk in index["chunks"])
