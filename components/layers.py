@@ -65,4 +65,8 @@ class LMHead(Linear):
     def forward(self, hidden: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         if targets is None:
             return super().forward(hidden)
-        return linear_cross_entropy(hidden.flatten(0, -2), self.weight, targets.flatten(), impl=self.loss_kernel)
+        weight = self.weight
+        if torch.is_autocast_enabled(hidden.device.type):  # as autocast would run the matmul: both in its dtype
+            dtype = torch.get_autocast_dtype(hidden.device.type)
+            hidden, weight = hidden.to(dtype), weight.to(dtype)
+        return linear_cross_entropy(hidden.flatten(0, -2), weight, targets.flatten(), impl=self.loss_kernel)

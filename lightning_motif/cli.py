@@ -5,9 +5,11 @@
     motif fit --config experiments/quickstart.yaml --print_config
     motif prepare --config my-corpus.yaml       (tokenize raw corpora into shards; see lightning_motif.data.prepare)
 
-A bad config stops before any compute with one line on stderr (``motif: error: <field>: <fix>``) and exit status 2.
+A bad config stops before any compute with one line on stderr (``motif: error: <field>: <fix>``) and exit status 2;
+a run stopped by non-finite training (``model.on_nonfinite``) ends with ``motif: stopped: ...`` and status 3.
 """
 
+import re
 import sys
 from dataclasses import fields
 
@@ -22,10 +24,14 @@ from lightning_motif.callbacks import CurriculumMonitor, ModelStatisticsMonitor,
 from lightning_motif.data.datamodule import CurriculumDataModule
 from lightning_motif.data import prepare as prepare_module
 from lightning_motif.data.prepare import PrepareConfig, prepare
-from lightning_motif.module import MotifLM
+from lightning_motif.module import MotifLM, NonFiniteTrainingError
 from lightning_motif.presets import enable_component_subclasses
+from lightning_motif.resume_check import check_checkpoint_matches, resolve_checkpoint
 
 EXIT_CONFIG_ERROR = 2
+EXIT_STOPPED = 3
+CONFIG_ERROR_LINE = re.compile(r"^[A-Z]\w*\.\w+ = .+: .+")
+"""How ``ConfigError`` messages look: ``Owner.field = value: fix``."""
 
 
 def _subclass_paths(base: type) -> list[str]:
@@ -83,7 +89,25 @@ class MotifCLI(LightningCLI):
         if check is not None:
             check(self.model)
 
-    before_fit = before_validate = before_test = _check_data_fits_model
+    def _check_before_run(self) -> None:
+        """Data and checkpoint checks, before the trainer starts (and so before anything is written)."""
+        self._check_data_fits_model()
+        checkpoint = resolve_checkpoint(self.trainer, self.config[self.subcommand].get("ckpt_path"))
+        if checkpoint is not None:
+            check_checkpoint_matches(checkpoint, self.model.hparams.get("transformer"))
+
+    before_fit = before_validate = before_test = _check_before_run
+
+
+def _config_error_within(error: BaseException) -> str | None:
+    """The message of a ConfigError that ``error`` was raised from or, for jsonargparse's union report, quotes."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, ConfigError):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    quoted = [line.strip(" -") for line in str(error).splitlines() if CONFIG_ERROR_LINE.match(line.strip(" -"))]
+    return quoted[0] if quoted else None
 
 
 def run_prepare(args: list[str]) -> None:
@@ -121,6 +145,15 @@ def main(args: list[str] | None = None) -> None:
     except ConfigError as error:
         print(f"motif: error: {error}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
+    except ValueError as error:  # jsonargparse reports a ConfigError raised while instantiating inside its own
+        reason = _config_error_within(error)
+        if reason is None:
+            raise
+        print(f"motif: error: {reason}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
+    except NonFiniteTrainingError as error:
+        print(f"motif: stopped: {error}", file=sys.stderr)
+        sys.exit(EXIT_STOPPED)
 
 
 if __name__ == "__main__":

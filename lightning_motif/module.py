@@ -66,7 +66,7 @@ class MotifLM(L.LightningModule):
         gradient_clip_val: float | None = 1.0,
         init_seed: int = 0,
         track_max_logits: bool | None = None,
-        parallelism: ParallelismConfig | None = None,
+        parallelism: ParallelismConfig = ParallelismConfig(),
         on_nonfinite: str = "skip",
         max_consecutive_skips: int = 10,
     ) -> None:
@@ -78,10 +78,10 @@ class MotifLM(L.LightningModule):
         self.track_max_logits = bool(track_max_logits)
         if gradient_clip_val is not None:
             require(gradient_clip_val > 0, self, "gradient_clip_val", "use a positive norm such as 1.0, or null for no clipping")
+        self.parallelism = parallelism
+        self.on_nonfinite, self.max_consecutive_skips = on_nonfinite, max_consecutive_skips
         require(on_nonfinite in NONFINITE_POLICIES, self, "on_nonfinite", f"use one of {NONFINITE_POLICIES}")
         require(max_consecutive_skips >= 0, self, "max_consecutive_skips", "use 0 or more (0: stop at the first)")
-        self.parallelism = parallelism or ParallelismConfig()
-        self.on_nonfinite, self.max_consecutive_skips = on_nonfinite, max_consecutive_skips
         self.skipped_steps, self.consecutive_skips = 0, 0
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.transformer_config = transformer
@@ -245,7 +245,13 @@ class MotifLM(L.LightningModule):
         self._eval_epoch_end("test")
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(motif_param_groups(self.net))
+        try:
+            optimizer = self.optimizer_factory(motif_param_groups(self.net))
+        except ValueError as error:  # torch's optimizers check their arguments (lr, betas, eps, ...)
+            if isinstance(error, ConfigError):
+                raise
+            raise ConfigError("model", "optimizer", str(error),
+                              "fix model.optimizer.init_args (a positive lr, betas in [0, 1), ...)") from error
         if getattr(optimizer, "qk_clip_tau", None) is not None:
             if self._track_max_logits_setting is False:
                 raise ConfigError(type(self).__name__, "track_max_logits", False,

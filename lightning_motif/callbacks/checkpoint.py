@@ -17,7 +17,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from components.config_error import require
+from components.config_error import ConfigError
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -48,8 +48,11 @@ class MotifCheckpoint(ModelCheckpoint):
 
     def __init__(self, dirpath: str, every_n_train_steps: int = 1000, keep_last: int = 3,
                  train_time_interval: timedelta | None = None, filename: str | None = None) -> None:
-        require(every_n_train_steps >= 1, self, "every_n_train_steps", "use a positive number of steps, such as 1000")
-        require(keep_last >= 1, self, "keep_last", "keep at least the newest checkpoint (1 or more)")
+        if every_n_train_steps < 1:
+            raise ConfigError(type(self).__name__, "every_n_train_steps", every_n_train_steps,
+                              "use a positive number of steps, such as 1000")
+        if keep_last < 1:
+            raise ConfigError(type(self).__name__, "keep_last", keep_last, "keep at least the newest checkpoint (1 or more)")
         super().__init__(dirpath=dirpath, filename=filename, monitor="step", mode="max", save_top_k=keep_last,
                          save_last="link", every_n_train_steps=every_n_train_steps,
                          train_time_interval=train_time_interval)

@@ -14,7 +14,7 @@ from components.config_error import ConfigError, require
 from lightning_motif.data.curriculum import CurriculumPlan, CurriculumSchedule
 from lightning_motif.data.curriculum_dataset import CurriculumDataset
 from lightning_motif.data.default_corpus import build_default_corpus
-from lightning_motif.data.token_dataset import MANIFEST, Manifest, count_pages
+from lightning_motif.data.token_dataset import MANIFEST, Manifest, count_pages, verify_shards
 
 
 class CurriculumDataModule(L.LightningDataModule):
@@ -91,6 +91,10 @@ class CurriculumDataModule(L.LightningDataModule):
                               f"unknown domains; the dataset at {self.data_dir} has {self.manifest.domains}")
         if self.trainer is not None and stage == "fit":
             self._check_batches_split(self.trainer.world_size, self.trainer.max_steps)
+            for domain in self.schedule.domains:
+                verify_shards(self._domain_dir("train", domain))
+        for domain in self.val_domains if stage in ("fit", "validate") else []:
+            verify_shards(self._domain_dir("val", domain))
 
     def _check_batches_split(self, world_size: int, max_steps: int) -> None:
         steps = max_steps if max_steps > 0 else 1

@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.config_error import ConfigError
+
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 
@@ -51,3 +53,21 @@ def count_pages(shard_dir: str, page_tokens: int) -> int:
     chunks, as litdata's TokensLoader cuts them), whatever the process's rank."""
     index = json.loads((Path(shard_dir) / "index.json").read_text())
     return sum(chunk["dim"] // page_tokens for chunk in index["chunks"])
+
+
+def verify_shards(shard_dir: str) -> None:
+    """Raise ConfigError when a chunk its index lists is missing or has another size than the index records
+    (a copy cut short, a disk error), before a training run would meet it hours in."""
+    index_path = Path(shard_dir) / "index.json"
+    if not index_path.is_file():
+        raise ConfigError("data", "data_dir", shard_dir, "no litdata index.json here: prepare the data with `motif prepare`")
+    for chunk in json.loads(index_path.read_text())["chunks"]:
+        path = Path(shard_dir) / chunk["filename"]
+        if not path.is_file():
+            raise ConfigError("data", "data_dir", shard_dir, f"shard {chunk['filename']} is missing: restore it or "
+                              "prepare the data again with `motif prepare`")
+        if chunk.get("chunk_bytes") is not None and path.stat().st_size != chunk["chunk_bytes"]:
+            raise ConfigError("data", "data_dir", shard_dir,
+                              f"shard {chunk['filename']} has {path.stat().st_size} bytes where its index records "
+                              f"{chunk['chunk_bytes']} (corrupt or cut short): restore it or prepare the data again "
+                              "with `motif prepare`")

@@ -1,0 +1,63 @@
+"""Before ``motif fit --ckpt_path ...`` starts: the checkpoint exists and was written by a model of the same
+shape, else one line that names the differing fields (instead of a size-mismatch traceback after start-up)."""
+
+import dataclasses
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from components.config_error import ConfigError
+
+NAMED_CHECKPOINTS = ("best", "hpc", "registry")
+DISTRIBUTED_METADATA = "meta.pt"
+
+
+def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | None) -> Path | None:
+    """The checkpoint ``ckpt_path`` names: a path, or "last" (the newest last*.ckpt of the checkpoint callbacks,
+    as Lightning picks it); None when there is none to check."""
+    if ckpt_path is None or ckpt_path in NAMED_CHECKPOINTS:
+        return None
+    if ckpt_path == "last":
+        candidates = [Path(p) for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)
+                      for p in callback._find_last_checkpoints(trainer)]
+        existing = [p for p in candidates if p.exists()]
+        return max(existing, key=lambda p: p.stat().st_mtime) if existing else None
+    path = Path(ckpt_path)
+    if not path.exists():
+        raise ConfigError("fit", "ckpt_path", ckpt_path, "no such checkpoint: give an existing checkpoint file or "
+                          "folder, or 'last' to resume the newest one of the run's checkpoint folder")
+    return path
+
+
+def _flatten(value: object, prefix: str) -> dict[str, object]:
+    """Dotted keys of a (nested) config, as saved in a checkpoint's hyper-parameters (dicts with class_path and
+    init_args) or as a dataclass."""
+    if dataclasses.is_dataclass(value):
+        value = {"class": type(value).__name__, **{f.name: getattr(value, f.name) for f in dataclasses.fields(value)}}
+    if isinstance(value, dict):
+        return {k: v for name, item in value.items() if name != "init_args"
+                for k, v in _flatten(item, f"{prefix}.{name}").items()} | (
+            _flatten(value["init_args"], prefix) if isinstance(value.get("init_args"), dict) else {})
+    return {prefix: value}
+
+
+def check_checkpoint_matches(path: Path, transformer: object) -> None:
+    """Raise ConfigError when the checkpoint at ``path`` holds a model config other than ``transformer`` (in the
+    form the module's hyper-parameters save it)."""
+    source = path / DISTRIBUTED_METADATA if path.is_dir() else path
+    try:
+        checkpoint = torch.load(source, map_location="cpu", weights_only=False, mmap=not path.is_dir())
+    except Exception as error:  # a truncated or foreign file
+        raise ConfigError("fit", "ckpt_path", str(path), f"cannot be read ({type(error).__name__}: {error}); "
+                          "resume from another checkpoint") from error
+    saved = checkpoint.get("hyper_parameters", {}).get("transformer")
+    if saved is None:
+        return
+    ours, theirs = _flatten(transformer, "model.transformer"), _flatten(saved, "model.transformer")
+    differing = [key for key in sorted(set(ours) | set(theirs)) if ours.get(key) != theirs.get(key)]
+    if differing:
+        shown = ", ".join(f"{key} = {theirs.get(key)!r} there, {ours.get(key)!r} here" for key in differing[:3])
+        raise ConfigError("fit", "ckpt_path", str(path), f"the checkpoint holds another model ({shown}): resume with "
+                          "the model config it was trained with, or start a new run without --ckpt_path")
