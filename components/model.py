@@ -14,7 +14,7 @@ from components.attention.base import AttentionConfig
 from components.block import DecoderBlock
 from components.config_error import require
 from components.layers import Embedding, LMHead, WeightInit
-from kernels.add_rmsnorm import IMPLEMENTATIONS as NORM_KERNELS
+from kernels.launch import IMPLEMENTATIONS as NORM_KERNELS
 from kernels.linear_cross_entropy import IMPLEMENTATIONS as LOSS_KERNELS
 from components.mlp.base import MLPConfig
 from components.norms import RMSNorm

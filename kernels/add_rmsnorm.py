@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.launch import persistent_programs
+from kernels.launch import persistent_programs, use_triton
 
 
 def add_rmsnorm_reference(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
@@ -122,13 +122,10 @@ def _backward(ctx, dy, dh_in, _drstd):
 
 add_rmsnorm_forward.register_autograd(_backward, setup_context=_setup_context)
 
-IMPLEMENTATIONS = ("auto", "triton", "reference")
-
-
 def add_rmsnorm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float,
                 impl: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """(weight * RMSNorm(x + residual), x + residual). ``impl``: "triton", "reference" or "auto" (Triton on CUDA)."""
-    if impl == "triton" or (impl == "auto" and x.is_cuda):
+    if use_triton(impl, x):
         y, h, _ = add_rmsnorm_forward(x, residual, weight, eps)
         return y, h
     return add_rmsnorm_reference(x, residual, weight, eps)

@@ -17,6 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.launch import use_triton
+
 
 @torch.no_grad()
 def causal_max_logits_reference(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -95,13 +97,10 @@ def _(q, k):
     return q.new_empty(q.shape[2], dtype=torch.float32)
 
 
-IMPLEMENTATIONS = ("auto", "triton", "reference")
-
-
 def causal_max_logits(q: torch.Tensor, k: torch.Tensor, impl: str = "auto") -> torch.Tensor:
     """S_max per query head (fp32, shape (q_heads,)) of causal attention between q (batch, seq, q_heads, dim) and
     k (batch, seq, kv_heads, dim). ``impl``: "triton", "reference" or "auto" (Triton on CUDA)."""
-    if impl == "triton" or (impl == "auto" and q.is_cuda):
+    if use_triton(impl, q):
         with torch.no_grad():
             return causal_max_logits_triton(q.detach(), k.detach())
     return causal_max_logits_reference(q, k)

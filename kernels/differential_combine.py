@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.launch import persistent_programs
+from kernels.launch import persistent_programs, use_triton
 
 
 def differential_combine_reference(signal: torch.Tensor, noise: torch.Tensor, lam: torch.Tensor,
@@ -164,12 +164,9 @@ def _backward(ctx, dout, _drstd):
 
 differential_combine_forward.register_autograd(_backward, setup_context=_setup_context)
 
-IMPLEMENTATIONS = ("auto", "triton", "reference")
-
-
 def differential_combine(signal: torch.Tensor, noise: torch.Tensor, lam: torch.Tensor, weight: torch.Tensor,
                          eps: float, scale: float, impl: str = "auto") -> torch.Tensor:
     """(B, S, G * r * D) output of the differential combine + sub-norm; ``impl`` as for the other kernels."""
-    if impl == "triton" or (impl == "auto" and signal.is_cuda):
+    if use_triton(impl, signal):
         return differential_combine_forward(signal, noise, lam.reshape(()), weight, eps, scale)[0]
     return differential_combine_reference(signal, noise, lam, weight, eps, scale)

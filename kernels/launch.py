@@ -1,4 +1,5 @@
-"""Grid sizing shared by the row-wise kernels: persistent programs, a few per multiprocessor."""
+"""What the kernels share: the implementation switch ("auto" / "triton" / "reference") and grid sizing
+(persistent programs, a few per multiprocessor)."""
 
 import os
 from functools import lru_cache
@@ -7,6 +8,14 @@ import torch
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 """Triton's CPU interpreter: every program instance costs milliseconds, so tests launch a handful."""
+
+IMPLEMENTATIONS = ("auto", "triton", "reference")
+"""How a fused op runs: "triton" (the kernels), "reference" (PyTorch) or "auto" (Triton on CUDA, else PyTorch)."""
+
+
+def use_triton(impl: str, tensor: torch.Tensor) -> bool:
+    """Whether ``impl`` (one of IMPLEMENTATIONS) runs the Triton kernels for inputs like ``tensor``."""
+    return impl == "triton" or (impl == "auto" and tensor.is_cuda)
 
 
 @lru_cache

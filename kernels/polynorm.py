@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.launch import use_triton
+
 
 def polynorm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
                        up: torch.Tensor | None = None) -> torch.Tensor:
@@ -212,14 +214,10 @@ def _backward(ctx, dy):
 
 polynorm_forward.register_autograd(_backward, setup_context=_setup_context)
 
-IMPLEMENTATIONS = ("auto", "triton", "reference")
-
-
 def polynorm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float, up: torch.Tensor | None = None,
              impl: str = "auto") -> torch.Tensor:
     """PolyNorm of x over its last dimension (times ``up`` when given). ``impl``: "triton" (the fused kernels),
     "reference" (PyTorch, fp32) or "auto" (Triton on CUDA, the reference elsewhere)."""
-    use_triton = impl == "triton" or (impl == "auto" and x.is_cuda)
-    if use_triton:
+    if use_triton(impl, x):
         return polynorm_forward(x, weight, bias, up, eps)
     return polynorm_reference(x, weight, bias, eps, up)

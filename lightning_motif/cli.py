@@ -142,10 +142,7 @@ def main(args: list[str] | None = None) -> None:
             },
             args=args,
         )
-    except ConfigError as error:
-        print(f"motif: error: {error}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG_ERROR)
-    except ValueError as error:  # jsonargparse reports a ConfigError raised while instantiating inside its own
+    except ValueError as error:  # a ConfigError, or jsonargparse's report of one raised while it instantiated
         reason = _config_error_within(error)
         if reason is None:
             raise

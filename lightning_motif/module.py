@@ -5,8 +5,8 @@ from contextlib import nullcontext
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.strategies import ModelParallelStrategy, ParallelStrategy
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.distributed.tensor import DTensor
 from torchmetrics.aggregation import MeanMetric
 
@@ -155,11 +155,11 @@ class MotifLM(L.LightningModule):
             step_loss += loss.detach()
         for attention in self._attention_layers():
             attention.track_max_logits = False  # validation does not pay for the measurement
-        grad_norm = self._global_grad_norm()
+        params = [p for p in self.parameters() if p.grad is not None]
+        grad_norm = self._global_grad_norm(params)
         if self._all_finite(step_loss, grad_norm):
             self.consecutive_skips = 0
             if self.gradient_clip_val is not None:
-                params = [p for p in self.parameters() if p.grad is not None]
                 torch.nn.utils.clip_grads_with_norm_(params, self.gradient_clip_val, grad_norm)
             optimizer.step()
             if scheduler is not None:
@@ -172,20 +172,23 @@ class MotifLM(L.LightningModule):
         self.log("train/grad_norm", grad_norm, batch_size=windows.shape[0])
         self.log("train/skipped_steps", float(self.skipped_steps), batch_size=windows.shape[0])
 
-    def _global_grad_norm(self) -> torch.Tensor:
-        """L2 norm of all gradients: of the whole gradient under DDP (already all-reduced) and, under FSDP2, over
-        every rank's shards (the DTensor norm reduced across the mesh)."""
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
-        norm = torch.nn.utils.get_total_norm(grads)
+    @staticmethod
+    def _global_grad_norm(params: list[torch.nn.Parameter]) -> torch.Tensor:
+        """L2 norm of the gradients of ``params``: of the whole gradient under DDP (already all-reduced) and,
+        under FSDP2, over every rank's shards (the DTensor norm reduced across the mesh)."""
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
         return norm.full_tensor() if isinstance(norm, DTensor) else norm
+
+    def _sum_over_ranks(self, value: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.trainer.strategy, ParallelStrategy) and self.trainer.world_size > 1:
+            return self.trainer.strategy.reduce(value, reduce_op="sum")
+        return value
 
     def _all_finite(self, step_loss: torch.Tensor, grad_norm: torch.Tensor) -> bool:
         """Whether loss and gradient norm are finite on every rank (one decision for all, so that ranks never
         disagree about stepping the optimizer)."""
         bad = (~torch.isfinite(step_loss) | ~torch.isfinite(grad_norm)).float()
-        if isinstance(self.trainer.strategy, ParallelStrategy) and self.trainer.world_size > 1:
-            bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
-        return not bool(bad > 0)
+        return not bool(self._sum_over_ranks(bad) > 0)
 
     def _skip_step(self, step_loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
         self.skipped_steps += 1
@@ -202,11 +205,10 @@ class MotifLM(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Refuse (on every rank alike) to write weights that are not finite; the previous checkpoint stays."""
-        bad = [name for name, p in self.named_parameters() if not bool(torch.isfinite(_local(p.detach())).all())]
-        count = torch.tensor(float(len(bad)), device=self.device)
-        if isinstance(self.trainer.strategy, ParallelStrategy) and self.trainer.world_size > 1:
-            count = self.trainer.strategy.reduce(count, reduce_op="sum")
-        if count > 0:
+        names, params = zip(*self.named_parameters())
+        finite = torch.stack([torch.isfinite(_local(p.detach())).all() for p in params]).cpu()  # one device sync
+        bad = [name for name, ok in zip(names, finite.tolist()) if not ok]
+        if self._sum_over_ranks(torch.tensor(float(len(bad)), device=self.device)) > 0:
             raise NonFiniteTrainingError(f"refusing to save a checkpoint at step {self.global_step}: non-finite weights "
                                          f"in {bad[:3] or 'another rank'}; the previous checkpoint is kept")
         checkpoint["motif_skipped_steps"] = self.skipped_steps
@@ -247,9 +249,9 @@ class MotifLM(L.LightningModule):
     def configure_optimizers(self):
         try:
             optimizer = self.optimizer_factory(motif_param_groups(self.net))
+        except ConfigError:  # ours already names the field
+            raise
         except ValueError as error:  # torch's optimizers check their arguments (lr, betas, eps, ...)
-            if isinstance(error, ConfigError):
-                raise
             raise ConfigError("model", "optimizer", str(error),
                               "fix model.optimizer.init_args (a positive lr, betas in [0, 1), ...)") from error
         if getattr(optimizer, "qk_clip_tau", None) is not None:

@@ -9,7 +9,7 @@ from torch import nn
 from components.config_error import require
 from components.layers import WeightInit
 from components.optim.qk_clip import QKClipTarget
-from kernels.causal_max_logits import IMPLEMENTATIONS as KERNELS
+from kernels.launch import IMPLEMENTATIONS as KERNELS
 
 
 @dataclass(kw_only=True)

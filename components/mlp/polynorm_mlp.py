@@ -8,7 +8,8 @@ from torch import nn
 from components.config_error import require
 from components.layers import Linear, WeightInit
 from components.mlp.base import MLP, MLPConfig
-from kernels.polynorm import IMPLEMENTATIONS, polynorm
+from kernels.launch import IMPLEMENTATIONS
+from kernels.polynorm import polynorm
 
 
 class PolyNorm(nn.Module):

@@ -48,20 +48,24 @@ class Manifest:
         return cls(**json.loads(path.read_text()))
 
 
+def _chunks(shard_dir: str) -> list[dict]:
+    """The chunk records of a litdata shard folder's index.json."""
+    index_path = Path(shard_dir) / "index.json"
+    if not index_path.is_file():
+        raise ConfigError("data", "data_dir", shard_dir, "no litdata index.json here: prepare the data with `motif prepare`")
+    return json.loads(index_path.read_text())["chunks"]
+
+
 def count_pages(shard_dir: str, page_tokens: int) -> int:
     """Pages of ``page_tokens`` tokens in a litdata token shard folder, read from its index (pages never span
     chunks, as litdata's TokensLoader cuts them), whatever the process's rank."""
-    index = json.loads((Path(shard_dir) / "index.json").read_text())
-    return sum(chunk["dim"] // page_tokens for chunk in index["chunks"])
+    return sum(chunk["dim"] // page_tokens for chunk in _chunks(shard_dir))
 
 
 def verify_shards(shard_dir: str) -> None:
     """Raise ConfigError when a chunk its index lists is missing or has another size than the index records
     (a copy cut short, a disk error), before a training run would meet it hours in."""
-    index_path = Path(shard_dir) / "index.json"
-    if not index_path.is_file():
-        raise ConfigError("data", "data_dir", shard_dir, "no litdata index.json here: prepare the data with `motif prepare`")
-    for chunk in json.loads(index_path.read_text())["chunks"]:
+    for chunk in _chunks(shard_dir):
         path = Path(shard_dir) / chunk["filename"]
         if not path.is_file():
             raise ConfigError("data", "data_dir", shard_dir, f"shard {chunk['filename']} is missing: restore it or "
