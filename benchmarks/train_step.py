@@ -13,9 +13,8 @@ memory of 4- and 8-layer probes, then lowered on out-of-memory):
   SwiGLU MLP, torch AdamW (fused), the same norms and chunked loss.
 
 fp32 parameters and optimizer state; forward and backward under ``torch.autocast(bfloat16)``, as the Lightning
-module trains with ``precision: bf16-mixed``; the chunked loss gets the bf16 hidden states and a bf16 cast of the
-lm_head weight outside autocast (inside, it meets an fp32 weight and fails). No activation checkpointing. One step: forward, backward of the
-summed loss / tokens, ``optimizer.step()``, ``zero_grad(set_to_none=True)`` (no gradient clipping).
+module trains with ``precision: bf16-mixed`` (the lm head casts its weight to bf16 for the chunked loss, as autocast
+does for a plain linear layer). No activation checkpointing. One step: forward, backward of the summed loss / tokens, ``optimizer.step()``, ``zero_grad(set_to_none=True)`` (no gradient clipping).
 
 MFU counts model FLOPs per token = 6 N + 3 L A: N is every matrix in the decoder blocks plus lm_head (not the
 token embedding, a lookup); A is one layer's forward attention FLOPs per token, sum over query heads of
@@ -41,7 +40,6 @@ from components.mlp import PolyNormMLPConfig, SwiGLUConfig
 from components.model import ModelConfig, MotifForCausalLM
 from components.optim import MuonClip
 from components.optim.param_groups import motif_param_groups
-from kernels.linear_cross_entropy import linear_cross_entropy
 
 PEAK_TFLOPS = 989.0
 VOCAB, HIDDEN, FFN, SEQ = 219520, 4096, 16384, 4096
@@ -93,12 +91,7 @@ class Trainer:
         for attention in self.attention:
             attention.reset_max_logits()
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            hidden = self.model.model(self.inputs)
-        # the chunked loss kernel takes one dtype for hidden and weight (under autocast the fp32 lm_head weight
-        # meets bf16 hidden states and its fp32 gradient accumulation fails): give it the bf16 copy autocast
-        # would make for a plain linear layer; the gradient flows back to the fp32 weight through the cast
-        loss = linear_cross_entropy(hidden.flatten(0, -2).to(torch.bfloat16), self.model.lm_head.weight.to(torch.bfloat16),
-                                    self.targets.flatten(), impl="chunked") / self.inputs.numel()
+            loss = self.model(self.inputs, targets=self.targets) / self.inputs.numel()
         loss.backward()
         marks[1].record()
         self.optimizer.step()
