@@ -152,42 +152,47 @@ def test_qk_clip_bounds_every_head_and_scales_shared_keys_once(config):
     assert (ratio[:, 0] <= 1 + 1e-6).all()
 
 
-def test_qk_clip_holds_logits_at_tau_where_they_would_explode():
-    """Raise the learning rate until the attention logits explode without clipping (past 10 tau); with
-    QK-clip the logits of every training forward stay within one update of tau and stop growing.
+def test_qk_clip_holds_logits_near_tau_where_they_would_explode():
+    """At a learning rate where the attention logits explode without clipping (past 5 tau), QK-clip keeps the
+    logits of every training forward within one update of tau and stops their growth.
 
     QK-clip scales the weights after the update by tau / S_max, where S_max was measured in the step's forward
     with the weights before the update (Kimi K2); so the next forward sees tau times one update's growth of the
     logits, not tau exactly (the exact bound on the measured inputs is tested above). One layer, so that one
-    layer's clip does not move another's inputs."""
-    tau, steps = 4.0, 30
+    layer's clip does not move another's inputs.
+
+    The bounds hold on any CPU: Muon's bf16 Newton-Schulz makes the trajectory depend on the last bits of every
+    matmul (which differ between CPUs), so they were set by rerunning with the initial weights perturbed by
+    relative 1e-6 to 1e-2 (24 draws each): unclipped peaks 37.6-76.9 (>= 9.4 tau; bound 5 tau), clipped peaks
+    at most 5.9 (1.48 tau; bound 1.75 tau), and the clipped peak's growth from steps 10-19 to steps 20-29 at
+    most 0.8% of the unclipped run's growth over the same steps (>= 17.6; bound 5%)."""
+    tau, steps, lr = 4.0, 30, 0.1
     tokens = torch.randint(0, 64, (4, 33), generator=torch.Generator().manual_seed(0))
 
-    def run(lr: float, clip: bool) -> list[float]:
+    def peaks(clip: bool) -> list[float]:
         model = tiny_model(num_layers=1)
         attentions = [layer.self_attn for layer in model.model.layers]
         optimizer = MuonClip(motif_param_groups(model), lr=lr, weight_decay=0.0, qk_clip_tau=tau if clip else None)
         optimizer.set_qk_clip_sources([a.qk_clip_target for a in attentions])
-        peaks = []
+        measured = []
         for _ in range(steps):
             for a in attentions:
                 a.reset_max_logits()
                 a.track_max_logits = True
             logits = model(tokens[:, :-1])
             torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten()).backward()
-            peaks.append(max(float(a.max_logits.max()) for a in attentions))
+            measured.append(max(float(a.max_logits.max()) for a in attentions))
             optimizer.step()
             optimizer.zero_grad()
-        return peaks
+        return measured
 
-    for lr in (0.02, 0.05, 0.1, 0.2):
-        unclipped = run(lr, clip=False)
-        if max(unclipped) > 10 * tau:
-            break
-    assert max(unclipped) > 10 * tau, unclipped
-    clipped = run(lr, clip=True)
-    assert max(clipped) <= 1.5 * tau, clipped
-    assert max(clipped[-10:]) - min(clipped[-10:]) < 0.05 * tau, clipped  # held, not creeping upward
+    def late_growth(series: list[float]) -> float:
+        return max(series[20:]) - max(series[10:20])
+
+    unclipped, clipped = peaks(clip=False), peaks(clip=True)
+    assert max(unclipped) > 5 * tau, unclipped
+    assert max(clipped) <= 1.75 * tau, clipped
+    assert late_growth(clipped) < 0.05 * late_growth(unclipped), (clipped, unclipped)  # held, not creeping upward
 
 
 def test_reference_formulas_used_by_the_tests_agree_with_naive_module():
