@@ -44,7 +44,7 @@ def main() -> None:
     def gda(impl):
         signal = causal_attention(q_signal, k1, v)
         noise = causal_attention(q_noise, k2, v)
-        return differential_combine(signal, noise, lam, weight, 1e-5, 0.8, impl=impl)
+        return differential_combine(signal, noise, lam, weight, 1e-5, impl=impl)
 
     def sdpa_only():
         return causal_attention(q_signal, k1, v), causal_attention(q_noise, k2, v)

@@ -1,9 +1,10 @@
 """The differential-attention combine and sub-norm in one pass (Differential Transformer Eq. 3; GDA, SPEC
 section 2), after the signal and noise attention calls:
 
-    out[t, g, j] = (1 - lambda_init) * subln_w * RMSNorm(signal[t, g, j] - lambda * noise[t, g])
+    out[t, g, j] = weight * RMSNorm(signal[t, g, j] - lambda * noise[t, g])
 
-for token t, group g and its r signal heads j, each row 2 * head_dim wide. One program takes a tile of
+for token t, group g and its r signal heads j, each row 2 * head_dim wide; the attentions pass the sub-norm
+weight times (1 - lambda_init) as ``weight``, so no per-layer constant reaches the kernel. One program takes a tile of
 consecutive tokens of one group at a time: it loads each noise row once for all r signal heads of its group
 (no repeat_interleave copy), and
 the inputs are read in place with their strides (the attention outputs need no transposing copy). The
@@ -19,12 +20,12 @@ from kernels.launch import persistent_programs, use_triton
 
 
 def differential_combine_reference(signal: torch.Tensor, noise: torch.Tensor, lam: torch.Tensor,
-                                   weight: torch.Tensor, eps: float, scale: float) -> torch.Tensor:
+                                   weight: torch.Tensor, eps: float) -> torch.Tensor:
     """signal (B, S, G * r, D), noise (B, S, G, D) -> (B, S, G * r * D) in signal's dtype, computed in fp32."""
     ratio = signal.shape[2] // noise.shape[2]
     difference = signal.float() - lam.float() * noise.float().repeat_interleave(ratio, dim=2)
     normalised = difference * torch.rsqrt(difference.pow(2).mean(-1, keepdim=True) + eps)
-    return (normalised * weight.float() * scale).to(signal.dtype).flatten(2)
+    return (normalised * weight.float()).to(signal.dtype).flatten(2)
 
 
 @triton.jit
@@ -40,10 +41,10 @@ def _tile(token_block, g, n_tokens, seq, ratio, TOKENS: tl.constexpr, R: tl.cons
 
 
 @triton.jit
-def _forward_kernel(S, N, LAM, W, OUT, RSTD, n_tiles, n_tokens, seq, groups, ratio, eps, scale,
+def _forward_kernel(S, N, LAM, W, OUT, RSTD, n_tiles, n_tokens, seq, groups, ratio, eps,
                     s_b, s_t, s_h, n_b, n_t, n_h, D: tl.constexpr, R: tl.constexpr, TOKENS: tl.constexpr):
     lam = tl.load(LAM).to(tl.float32)
-    w = tl.load(W + tl.arange(0, D)).to(tl.float32) * scale
+    w = tl.load(W + tl.arange(0, D)).to(tl.float32)
     for tile in range(tl.program_id(0).to(tl.int64), n_tiles, tl.num_programs(0)):
         tokens, b, t, rows, cols, token_ok, mask = _tile(tile // groups, tile % groups, n_tokens, seq, ratio, TOKENS, R, D)
         g = tile % groups
@@ -59,11 +60,11 @@ def _forward_kernel(S, N, LAM, W, OUT, RSTD, n_tiles, n_tokens, seq, groups, rat
 
 
 @triton.jit
-def _backward_kernel(DOUT, S, N, LAM, W, RSTD, DS, DN, PARTIAL, n_tiles, n_tokens, seq, groups, ratio, scale,
+def _backward_kernel(DOUT, S, N, LAM, W, RSTD, DS, DN, PARTIAL, n_tiles, n_tokens, seq, groups, ratio,
                      s_b, s_t, s_h, n_b, n_t, n_h, D: tl.constexpr, R: tl.constexpr, TOKENS: tl.constexpr):
     lam = tl.load(LAM).to(tl.float32)
     cols_all = tl.arange(0, D)
-    w = tl.load(W + cols_all).to(tl.float32) * scale
+    w = tl.load(W + cols_all).to(tl.float32)
     dw = tl.zeros((D,), tl.float32)
     dlam = tl.zeros((D,), tl.float32)
     for tile in range(tl.program_id(0).to(tl.int64), n_tiles, tl.num_programs(0)):
@@ -88,7 +89,7 @@ def _backward_kernel(DOUT, S, N, LAM, W, RSTD, DS, DN, PARTIAL, n_tiles, n_token
         tl.store(DN + (b * n_b + t * n_t + g * n_h)[:, None] + cols[None, :], (-lam * dnoise_sum).to(DN.dtype.element_ty),
                  mask=token_ok[:, None])
         dlam += tl.sum(-dnoise_sum * noise, axis=0)
-    tl.store(PARTIAL + tl.program_id(0).to(tl.int64) * (D + 1) + cols_all, dw * scale)
+    tl.store(PARTIAL + tl.program_id(0).to(tl.int64) * (D + 1) + cols_all, dw)
     tl.store(PARTIAL + tl.program_id(0).to(tl.int64) * (D + 1) + D, tl.sum(dlam, axis=0))
 
 
@@ -103,7 +104,7 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int]:
 
 @torch.library.custom_op("motif::differential_combine_forward", mutates_args=())
 def differential_combine_forward(signal: torch.Tensor, noise: torch.Tensor, lam: torch.Tensor, weight: torch.Tensor,
-                                 eps: float, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+                                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(out (B, S, G * r * D), 1/rms per signal row (B * S * G * r,) fp32)."""
     batch, seq, signal_heads, width = signal.shape
     groups = noise.shape[2]
@@ -112,21 +113,20 @@ def differential_combine_forward(signal: torch.Tensor, noise: torch.Tensor, lam:
     rstd = torch.empty(batch * seq * signal_heads, device=signal.device, dtype=torch.float32)
     tiles = triton.cdiv(batch * seq, TOKENS_PER_TILE) * groups
     _forward_kernel[(persistent_programs(tiles, signal.device, 8),)](
-        signal, noise, lam, weight, out, rstd, tiles, batch * seq, seq, groups, ratio, eps, scale,
+        signal, noise, lam, weight, out, rstd, tiles, batch * seq, seq, groups, ratio, eps,
         *_strides(signal), *_strides(noise), D=width, R=triton.next_power_of_2(ratio), TOKENS=TOKENS_PER_TILE, num_warps=8)
     return out, rstd
 
 
 @differential_combine_forward.register_fake
-def _(signal, noise, lam, weight, eps, scale):
+def _(signal, noise, lam, weight, eps):
     batch, seq, heads, width = signal.shape
     return signal.new_empty(batch, seq, heads * width), signal.new_empty(batch * seq * heads, dtype=torch.float32)
 
 
 @torch.library.custom_op("motif::differential_combine_backward", mutates_args=())
 def differential_combine_backward(dout: torch.Tensor, signal: torch.Tensor, noise: torch.Tensor, lam: torch.Tensor,
-                                  weight: torch.Tensor, rstd: torch.Tensor,
-                                  scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                                  weight: torch.Tensor, rstd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dsignal, dnoise, dlambda, dweight); dsignal and dnoise have the strides of signal and noise."""
     batch, seq, signal_heads, width = signal.shape
     groups = noise.shape[2]
@@ -138,35 +138,34 @@ def differential_combine_backward(dout: torch.Tensor, signal: torch.Tensor, nois
     partial = torch.empty(programs, width + 1, device=signal.device, dtype=torch.float32)
     _backward_kernel[(programs,)](
         dout.contiguous(), signal, noise, lam, weight, rstd, dsignal, dnoise, partial, tiles, batch * seq, seq, groups,
-        signal_heads // groups, scale, *_strides(signal), *_strides(noise), D=width,
+        signal_heads // groups, *_strides(signal), *_strides(noise), D=width,
         R=triton.next_power_of_2(signal_heads // groups), TOKENS=TOKENS_PER_TILE, num_warps=8)
     sums = partial.sum(0)
     return dsignal, dnoise, sums[width].to(lam.dtype, copy=True).reshape(lam.shape), sums[:width].to(weight.dtype, copy=True)
 
 
 @differential_combine_backward.register_fake
-def _(dout, signal, noise, lam, weight, rstd, scale):
+def _(dout, signal, noise, lam, weight, rstd):
     return torch.empty_like(signal), torch.empty_like(noise), torch.empty_like(lam), torch.empty_like(weight)
 
 
 def _setup_context(ctx, inputs, output):
-    signal, noise, lam, weight, _, scale = inputs
+    signal, noise, lam, weight, _ = inputs
     ctx.save_for_backward(signal, noise, lam, weight, output[1])
     ctx.mark_non_differentiable(output[1])
-    ctx.scale = scale
 
 
 def _backward(ctx, dout, _drstd):
     signal, noise, lam, weight, rstd = ctx.saved_tensors
-    dsignal, dnoise, dlam, dweight = differential_combine_backward(dout, signal, noise, lam, weight, rstd, ctx.scale)
-    return dsignal, dnoise, dlam, dweight, None, None
+    dsignal, dnoise, dlam, dweight = differential_combine_backward(dout, signal, noise, lam, weight, rstd)
+    return dsignal, dnoise, dlam, dweight, None
 
 
 differential_combine_forward.register_autograd(_backward, setup_context=_setup_context)
 
 def differential_combine(signal: torch.Tensor, noise: torch.Tensor, lam: torch.Tensor, weight: torch.Tensor,
-                         eps: float, scale: float, impl: str = "auto") -> torch.Tensor:
+                         eps: float, impl: str = "auto") -> torch.Tensor:
     """(B, S, G * r * D) output of the differential combine + sub-norm; ``impl`` as for the other kernels."""
     if use_triton(impl, signal):
-        return differential_combine_forward(signal, noise, lam.reshape(()), weight, eps, scale)[0]
-    return differential_combine_reference(signal, noise, lam, weight, eps, scale)
+        return differential_combine_forward(signal, noise, lam.reshape(()), weight, eps)[0]
+    return differential_combine_reference(signal, noise, lam, weight, eps)

@@ -35,7 +35,10 @@ class DifferentialAttentionBase(Attention):
         super().__init__()
         self.head_dim = head_dim
         self.kernel = kernel
-        self.lambda_init = lambda_init(layer_idx)
+        self.layer_idx = layer_idx
+        # a tensor, not a Python float: torch.compile guards on float attributes, so a float that differs per
+        # layer would compile every block separately; not persistent, so state dicts keep the checkpoint's names
+        self.register_buffer("lambda_init", torch.empty((), dtype=torch.float32), persistent=False)
         self.lambda_q1 = nn.Parameter(torch.empty(head_dim, dtype=torch.float32))
         self.lambda_k1 = nn.Parameter(torch.empty(head_dim, dtype=torch.float32))
         self.lambda_q2 = nn.Parameter(torch.empty(head_dim, dtype=torch.float32))
@@ -44,6 +47,7 @@ class DifferentialAttentionBase(Attention):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        self.lambda_init.fill_(lambda_init(self.layer_idx))
         for vector in (self.lambda_q1, self.lambda_k1, self.lambda_q2, self.lambda_k2):
             nn.init.normal_(vector, mean=0.0, std=LAMBDA_VECTOR_STD)
 
@@ -60,8 +64,8 @@ class DifferentialAttentionBase(Attention):
         signal head h subtracts noise head h // (signal_heads / noise_heads). Returns (batch, seq,
         signal_heads * 2 * head_dim) for o_proj, through ``kernels.differential_combine`` (``kernel``).
         """
-        return differential_combine(signal, noise, self.lambda_value(), self.subln.weight, self.subln.eps,
-                                    1.0 - self.lambda_init, impl=self.kernel)
+        output_weight = self.subln.weight * (1.0 - self.lambda_init)
+        return differential_combine(signal, noise, self.lambda_value(), output_weight, self.subln.eps, impl=self.kernel)
 
     def statistics(self) -> dict[str, torch.Tensor]:
         return {"lambda": self.lambda_value().detach(), **super().statistics()}

@@ -33,11 +33,11 @@ def test_combine_matches_float64_autograd(groups, ratio, width, dtype, tol):
     noise = attention_like(batch, groups, seq, width, dtype)
     lam = torch.tensor(0.37, requires_grad=True)
     weight = (1 + 0.2 * torch.randn(width)).requires_grad_()
-    out = differential_combine(signal, noise, lam, weight, 1e-5, 0.8, impl="triton")
+    out = differential_combine(signal, noise, lam, weight, 1e-5, impl="triton")
     dout = torch.randn_like(out)
     out.backward(dout)
     leaves = [t.detach().double().requires_grad_() for t in (signal, noise, lam, weight)]
-    expected = differential_combine_reference(*leaves, 1e-5, 0.8)
+    expected = differential_combine_reference(*leaves, 1e-5)
     expected.backward(dout.double())
     assert out.shape == (batch, seq, groups * ratio * width) and out.dtype == dtype
     close(out, expected.detach(), tol)
@@ -49,7 +49,7 @@ def test_custom_ops_pass_torch_library_checks():
     torch.manual_seed(0)
     signal, noise = attention_like(1, 4, 3, 8, torch.float32), attention_like(1, 2, 3, 8, torch.float32)
     lam, weight = torch.tensor(0.5, requires_grad=True), torch.randn(8, requires_grad=True)
-    torch.library.opcheck(differential_combine_forward, (signal, noise, lam, weight, 1e-5, 0.8))
-    out, rstd = differential_combine_forward(signal.detach(), noise.detach(), lam.detach(), weight.detach(), 1e-5, 0.8)
+    torch.library.opcheck(differential_combine_forward, (signal, noise, lam, weight, 1e-5))
+    out, rstd = differential_combine_forward(signal.detach(), noise.detach(), lam.detach(), weight.detach(), 1e-5)
     torch.library.opcheck(differential_combine_backward,
-                          (torch.randn_like(out), signal.detach(), noise.detach(), lam.detach(), weight.detach(), rstd, 0.8))
+                          (torch.randn_like(out), signal.detach(), noise.detach(), lam.detach(), weight.detach(), rstd))
