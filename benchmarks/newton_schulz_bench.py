@@ -13,7 +13,7 @@ import torch
 from benchmarks.timing import matmul_peak_tflops, median_ms
 from components.optim.newton_schulz import newton_schulz, newton_schulz_flops, newton_schulz_many
 
-# (name, rows, cols, matrices per model): the 12.7B hidden matrices (SPEC section 7), 40 layers each.
+# (name, rows, cols, matrices per model): the 12.7B hidden matrices (the public checkpoint's shapes), 40 layers each.
 SHAPES = [("q_proj", 5120, 4096, 40), ("k_proj / v_proj", 2048, 4096, 80), ("o_proj", 4096, 8192, 40),
           ("gate_proj / up_proj", 16384, 4096, 80), ("down_proj", 4096, 16384, 40)]
 

@@ -1,6 +1,6 @@
 """The Motif-2 decoder-only language model: embed -> blocks -> final norm -> lm_head.
 
-Module names give the state-dict keys of the public checkpoint (SPEC section 7), e.g.
+Module names give the state-dict keys of the public Motif-2-12.7B checkpoint (Hugging Face Motif-Technologies/Motif-2-12.7B-Base), e.g.
 ``model.layers.0.self_attn.q_proj.weight`` and ``lm_head.weight``.
 """
 
@@ -12,10 +12,10 @@ from torch import nn
 
 from components.attention.base import AttentionConfig
 from components.block import DecoderBlock
-from components.config_error import require
+from components.config_error import require, require_choices
 from components.layers import Embedding, LMHead, WeightInit
-from kernels.launch import IMPLEMENTATIONS as NORM_KERNELS
-from kernels.linear_cross_entropy import IMPLEMENTATIONS as LOSS_KERNELS
+from kernels.launch import Implementation
+from kernels.linear_cross_entropy import LossImplementation
 from components.mlp.base import MLPConfig
 from components.norms import RMSNorm
 from components.rope import rotary_cos_sin
@@ -36,10 +36,10 @@ class ModelConfig:
     tie_word_embeddings: bool = False
     init_std: float = 0.02
     """Weights are N(0, init_std^2); projections into the residual stream use init_std / sqrt(2 * num_layers)."""
-    norm_kernel: str = "auto"
+    norm_kernel: Implementation = "auto"
     """The fused residual add + RMSNorm after attention: "auto" (Triton on CUDA, PyTorch elsewhere), "triton",
     "reference"."""
-    loss_kernel: str = "chunked"
+    loss_kernel: LossImplementation = "chunked"
     """How the training loss meets the lm head: "chunked" (fused linear + cross-entropy, no full logits) or
     "reference" (logits, then cross-entropy)."""
 
@@ -49,8 +49,7 @@ class ModelConfig:
         require(self.rope_theta > 0, self, "rope_theta", "RoPE base must be positive (Motif-2: 1e6)")
         require(self.norm_eps > 0, self, "norm_eps", "use a small positive eps like 1e-6")
         require(self.init_std > 0, self, "init_std", "use a positive standard deviation such as 0.02")
-        require(self.loss_kernel in LOSS_KERNELS, self, "loss_kernel", f"use one of {LOSS_KERNELS}")
-        require(self.norm_kernel in NORM_KERNELS, self, "norm_kernel", f"use one of {NORM_KERNELS}")
+        require_choices(self)
 
     @property
     def weight_init(self) -> WeightInit:

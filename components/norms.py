@@ -15,8 +15,8 @@ def rms_normalize(x: torch.Tensor, eps: float) -> torch.Tensor:
 class RMSNorm(nn.Module):
     """y = weight * N(x) (Zhang & Sennrich 2019); statistics in fp32 whatever the input dtype.
 
-    Motif-2 uses eps 1e-6 for the block norms and 1e-5 for the attention sub-norm (SPEC section 1; the exact
-    values are not published, so both are configurable). Given ``residual``, the norm is taken of
+    Motif-2 uses eps 1e-6 for the block norms and 1e-5 for the attention sub-norm (the exact values are
+    not published, so both are configurable). Given ``residual``, the norm is taken of
     x + residual and both are returned, fused in one pass (``kernel``: "auto" = Triton on CUDA, "triton",
     "reference").
     """

@@ -1,4 +1,4 @@
-"""Rotary position embedding, rotate-half (GPT-NeoX) style over the full head dimension (SPEC section 1)."""
+"""Rotary position embedding, rotate-half (GPT-NeoX) style over the full head dimension (RoFormer, arXiv 2104.09864, Eq. 34; Motif-2-12.7B: theta 1e6)."""
 
 import torch
 

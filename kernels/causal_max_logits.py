@@ -1,4 +1,4 @@
-"""Per-query-head maximum attention logit for QK-clip (MuonClip, SPEC section 4):
+"""Per-query-head maximum attention logit for QK-clip (MuonClip, Kimi K2 arXiv 2507.20534, Sec. 2.1):
 S_max[h] = max over batch and causal pairs (i >= j) of q_i,h . k_j,kv(h) / sqrt(head_dim).
 
 Triton: one program per (block of queries, batch x query head) forms q k^T tiles on the tensor cores against the

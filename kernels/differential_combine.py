@@ -1,5 +1,5 @@
-"""The differential-attention combine and sub-norm in one pass (Differential Transformer Eq. 3; GDA, SPEC
-section 2), after the signal and noise attention calls:
+"""The differential-attention combine and sub-norm in one pass (Differential Transformer, arXiv 2410.05258,
+Eq. 3; Grouped Differential Attention, arXiv 2510.06949), after the signal and noise attention calls:
 
     out[t, g, j] = weight * RMSNorm(signal[t, g, j] - lambda * noise[t, g])
 

@@ -3,18 +3,19 @@
 
 import os
 from functools import lru_cache
+from typing import Literal
 
 import torch
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 """Triton's CPU interpreter: every program instance costs milliseconds, so tests launch a handful."""
 
-IMPLEMENTATIONS = ("auto", "triton", "reference")
+Implementation = Literal["auto", "triton", "reference"]
 """How a fused op runs: "triton" (the kernels), "reference" (PyTorch) or "auto" (Triton on CUDA, else PyTorch)."""
 
 
-def use_triton(impl: str, tensor: torch.Tensor) -> bool:
-    """Whether ``impl`` (one of IMPLEMENTATIONS) runs the Triton kernels for inputs like ``tensor``."""
+def use_triton(impl: Implementation, tensor: torch.Tensor) -> bool:
+    """Whether ``impl`` runs the Triton kernels for inputs like ``tensor``."""
     return impl == "triton" or (impl == "auto" and tensor.is_cuda)
 
 

@@ -12,6 +12,8 @@ the fp32 weight gradient, for the same three GEMMs as the unfused path. Without 
 (``no_grad``, ``inference_mode``, inputs that require none: every validation batch) only the loss is formed.
 Targets equal to ``ignore_index`` contribute neither loss nor gradient."""
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
@@ -89,10 +91,11 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         return dh, dw, None, None, None
 
 
-IMPLEMENTATIONS = ("chunked", "reference")
+LossImplementation = Literal["chunked", "reference"]
+"""How the loss meets the lm head: "chunked" (no full logits) or "reference" (logits, then cross-entropy)."""
 
 
-def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, impl: str = "chunked",
+def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, impl: LossImplementation = "chunked",
                          chunk_tokens: int = 2048, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Summed next-token cross-entropy of ``hidden`` (tokens, dim) through ``weight`` (vocab, dim) against
     ``targets`` (tokens,). ``impl``: "chunked" (never materialises all logits) or "reference"."""

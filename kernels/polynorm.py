@@ -1,4 +1,4 @@
-"""PolyNorm and PolyNorm-times-up (arXiv 2411.03884; Motif-2 report, SPEC section 3): Triton kernels, their
+"""PolyNorm and PolyNorm-times-up (PolyCom, arXiv 2411.03884, Eq. 3; Motif-2-12.7B report, arXiv 2511.07464): Triton kernels, their
 autograd glue as ``torch.library`` custom ops (so ``torch.compile`` traces through them), and the pure-PyTorch
 reference that is also the CPU path.
 

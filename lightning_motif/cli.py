@@ -1,8 +1,10 @@
-"""The ``motif`` command: LightningCLI with the Motif model, data modules and dashboard callbacks.
+"""The ``motif`` command: LightningCLI (fit, validate, test) with the Motif model, data modules and dashboard
+callbacks, plus the project's own subcommands (``prepare``), all listed by ``motif --help``.
 
     motif fit --config experiments/quickstart.yaml
     motif fit --config experiments/quickstart.yaml --model.transformer.attention=components.attention.GroupedQueryAttentionConfig
     motif fit --config experiments/quickstart.yaml --print_config
+    motif fit --config experiments/quickstart.yaml --ckpt_path last   (continue the newest run, in its own folder)
     motif prepare --config my-corpus.yaml       (tokenize raw corpora into shards; see lightning_motif.data.prepare)
 
 A bad config stops before any compute with one line on stderr (``motif: error: <field>: <fix>``) and exit status 2;
@@ -25,8 +27,8 @@ from lightning_motif.data.datamodule import CurriculumDataModule
 from lightning_motif.data import prepare as prepare_module
 from lightning_motif.data.prepare import PrepareConfig, prepare
 from lightning_motif.module import MotifLM, NonFiniteTrainingError
-from lightning_motif.presets import enable_component_subclasses
-from lightning_motif.resume_check import check_checkpoint_matches, resolve_checkpoint
+from lightning_motif.presets import configure_parsing
+from lightning_motif.resume_check import check_checkpoint_matches, continue_newest_run, resolve_checkpoint
 
 EXIT_CONFIG_ERROR = 2
 EXIT_STOPPED = 3
@@ -46,12 +48,29 @@ def _subclass_paths(base: type) -> list[str]:
     return sorted(found)
 
 
+LITERAL_CHOICES = re.compile(r"Expected a typing\.Literal\[(.*?)\]")
+GIVEN_VALUE = re.compile(r"(?:Got value|Given value): (.*)$")
+
+
+def _summarize_choice_error(lines: list[str]) -> str | None:
+    """``<dotted key> = <value>: use one of [...]`` when a value is not one of a Literal field's choices."""
+    choices = next((m.group(1) for line in lines if (m := LITERAL_CHOICES.search(line))), None)
+    value = next((m.group(1) for line in lines if (m := GIVEN_VALUE.search(line))), None)
+    if choices is None or value is None:
+        return None
+    keys = [m.group(1) for line in lines for m in re.finditer(r'Parser key "([^"]+)"', line)]
+    return f"{'.'.join(keys)} = {value!r}: use one of [{choices}]"
+
+
 def summarize_parse_error(message: str) -> str:
     """One line out of jsonargparse's multi-line report: the key, the innermost reason and, for a component
     class_path, the implementations that exist."""
     lines = [line.strip(" -") for line in str(message).splitlines() if line.strip(" -")]
     if not lines:
         return "invalid arguments"
+    choice_error = _summarize_choice_error(lines)
+    if choice_error is not None:
+        return choice_error
     head, detail = lines[0], ""
     for i, line in enumerate(lines):
         if line.startswith("Problem with given class_path"):
@@ -77,11 +96,50 @@ class _OneLineErrorParser(LightningArgumentParser):
         sys.exit(EXIT_CONFIG_ERROR)
 
 
+def prepare_parser() -> LightningArgumentParser:
+    """``motif prepare``: the fields of PrepareConfig as flags or from ``--config`` YAML."""
+    parser = _OneLineErrorParser(prog="motif prepare", description=prepare_module.__doc__)
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="Path to a YAML config file.")
+    parser.add_class_arguments(PrepareConfig)
+    return parser
+
+
+def run_prepare(args: list[str]) -> None:
+    parser = prepare_parser()
+    parsed = parser.instantiate(parser.parse_args(args))
+    prepare(PrepareConfig(**{f.name: parsed[f.name] for f in fields(PrepareConfig)}))
+
+
+PROJECT_COMMANDS = {
+    "prepare": ("Tokenize raw corpora into litdata token shards, one folder per split and domain.", prepare_parser,
+                run_prepare),
+}
+"""Subcommands that are not a Trainer method: (help line, parser, runner)."""
+
+
 class MotifCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """fit, validate and test; not Lightning's predict (the model returns a loss, not predictions)."""
+        return {name: skip for name, skip in LightningCLI.subcommands().items() if name != "predict"}
+
     def init_parser(self, **kwargs) -> LightningArgumentParser:
         parser = _OneLineErrorParser(**kwargs)
         parser.add_argument("-c", "--config", action=ActionConfigFile, help="Path to a YAML config file.")
         return parser
+
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        if add_subcommands:  # listed by ``motif --help``; main() runs them without the Trainer
+            for name, (help_line, parser, _) in PROJECT_COMMANDS.items():
+                self.parser._subcommands_action.add_subcommand(name, parser(), help=help_line)
+
+    def before_instantiate_classes(self) -> None:
+        """``--ckpt_path last`` without a logger version continues the newest run that has a checkpoint, in its
+        own folder (logs, config and checkpoints together), instead of opening a new, empty one."""
+        config = self.config.get(self.subcommand)
+        if config is not None and config.get("ckpt_path") == "last":
+            continue_newest_run(config.trainer)
 
     def _check_data_fits_model(self) -> None:
         """Refuse data the model cannot take before the trainer starts (and so before anything is written)."""
@@ -110,21 +168,13 @@ def _config_error_within(error: BaseException) -> str | None:
     return quoted[0] if quoted else None
 
 
-def run_prepare(args: list[str]) -> None:
-    """``motif prepare``: the fields of PrepareConfig as flags or from ``--config`` YAML."""
-    parser = _OneLineErrorParser(prog="motif prepare", description=prepare_module.__doc__)
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="Path to a YAML config file.")
-    parser.add_class_arguments(PrepareConfig)
-    parsed = parser.instantiate(parser.parse_args(args))
-    prepare(PrepareConfig(**{f.name: parsed[f.name] for f in fields(PrepareConfig)}))
-
-
 def main(args: list[str] | None = None) -> None:
-    args = sys.argv[1:] if args is None else args
-    enable_component_subclasses()
+    """``args`` replaces the command line (tests and scripts); None reads ``sys.argv``."""
+    given = sys.argv[1:] if args is None else args
+    configure_parsing()
     try:
-        if args[:1] == ["prepare"]:
-            run_prepare(args[1:])
+        if given[:1] and given[0] in PROJECT_COMMANDS:
+            PROJECT_COMMANDS[given[0]][2](given[1:])
             return
         MotifCLI(
             MotifLM,
@@ -132,6 +182,7 @@ def main(args: list[str] | None = None) -> None:
             subclass_mode_data=True,
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
+            parser_kwargs={"description": "lightning-motif: train, evaluate and prepare data for Motif-2 models"},
             trainer_defaults={
                 "callbacks": [
                     LearningRateMonitor(logging_interval="step"),
@@ -140,7 +191,7 @@ def main(args: list[str] | None = None) -> None:
                     CurriculumMonitor(),
                 ],
             },
-            args=args,
+            args=args,  # None: LightningCLI reads sys.argv itself (and warns only when both are given)
         )
     except ValueError as error:  # a ConfigError, or jsonargparse's report of one raised while it instantiated
         reason = _config_error_within(error)

@@ -1,6 +1,7 @@
 """MotifLM: the LightningModule that trains a Motif-2 causal language model."""
 
 from contextlib import nullcontext
+from typing import Literal, get_args
 
 import lightning as L
 import torch
@@ -10,14 +11,15 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.distributed.tensor import DTensor
 from torchmetrics.aggregation import MeanMetric
 
-from components.config_error import ConfigError, require
+from components.config_error import ConfigError, require, require_choice
 from components.model import ModelConfig, MotifForCausalLM
 from components.attention.base import Attention
 from components.optim.param_groups import motif_param_groups
+from lightning_motif.callbacks.cadence import training_batch_index
 from lightning_motif.data.batch import step_tokens
 from lightning_motif.parallelism import ParallelismConfig, apply_parallelism
 
-NONFINITE_POLICIES = ("skip", "stop")
+NonFinitePolicy = Literal["skip", "stop"]
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -56,6 +58,19 @@ class MotifLM(L.LightningModule):
     the scheduler is stepped after every optimizer step. Validation reports the token-weighted mean loss per
     domain and overall; perplexity is exp of that mean (torchmetrics aggregates it across ranks), which needs
     no materialised logits and so also holds once the loss is fused with the lm head.
+
+    Args:
+        transformer: The network: sizes and the attention / MLP implementations (a preset file or inline YAML).
+        optimizer: Optimizer over the three parameter groups (MuonClip, or torch.optim.AdamW for the baseline).
+        lr_scheduler: Stepped after every optimizer step; WarmupStableDecayLR spans trainer.max_steps unless its
+            total_steps is set.
+        gradient_clip_val: Global gradient norm to clip to (null: no clipping).
+        init_seed: Seed of the initial weights (independent of everything that runs before).
+        track_max_logits: Measure each query head's largest attention logit every training step (null: only when
+            the optimizer clips).
+        parallelism: Activation checkpointing, torch.compile and FSDP2 settings per block.
+        on_nonfinite: What a non-finite loss or gradient norm does: skip the step, or stop the run.
+        max_consecutive_skips: Stop after this many skipped steps in a row.
     """
 
     def __init__(
@@ -67,7 +82,7 @@ class MotifLM(L.LightningModule):
         init_seed: int = 0,
         track_max_logits: bool | None = None,
         parallelism: ParallelismConfig = ParallelismConfig(),
-        on_nonfinite: str = "skip",
+        on_nonfinite: NonFinitePolicy = "skip",
         max_consecutive_skips: int = 10,
     ) -> None:
         super().__init__()
@@ -80,7 +95,7 @@ class MotifLM(L.LightningModule):
             require(gradient_clip_val > 0, self, "gradient_clip_val", "use a positive norm such as 1.0, or null for no clipping")
         self.parallelism = parallelism
         self.on_nonfinite, self.max_consecutive_skips = on_nonfinite, max_consecutive_skips
-        require(on_nonfinite in NONFINITE_POLICIES, self, "on_nonfinite", f"use one of {NONFINITE_POLICIES}")
+        require_choice(self, "on_nonfinite", get_args(NonFinitePolicy))
         require(max_consecutive_skips >= 0, self, "max_consecutive_skips", "use 0 or more (0: stop at the first)")
         self.skipped_steps, self.consecutive_skips = 0, 0
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
@@ -193,7 +208,7 @@ class MotifLM(L.LightningModule):
     def _skip_step(self, step_loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
         self.skipped_steps += 1
         self.consecutive_skips += 1
-        where = (f"step {self.global_step}: loss {float(step_loss):.4g} (this rank), gradient norm {float(grad_norm):.4g}")
+        where = (f"step {training_batch_index(self.trainer)}: loss {float(step_loss):.4g} (this rank), gradient norm {float(grad_norm):.4g}")
         if self.on_nonfinite == "stop":
             raise NonFiniteTrainingError(f"non-finite training {where}; stopping (model.on_nonfinite: stop). "
                                          "Resume from the last checkpoint with a lower learning rate, or use skip")
@@ -263,8 +278,18 @@ class MotifLM(L.LightningModule):
             optimizer.set_qk_clip_sources([attention.qk_clip_target for attention in self._attention_layers()])
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer)
+        scheduler = self.scheduler_factory(optimizer, **self._schedule_length())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _schedule_length(self) -> dict[str, int]:
+        """``total_steps`` = trainer.max_steps for a scheduler configured with ``total_steps: null`` (the factory
+        from the config is a partial holding its arguments), so the schedule and the run end together."""
+        if getattr(self.scheduler_factory, "keywords", {}).get("total_steps", 0) is not None:
+            return {}
+        if self.trainer.max_steps < 1:
+            raise ConfigError("trainer", "max_steps", self.trainer.max_steps,
+                              "the learning-rate schedule spans trainer.max_steps: set it (or the scheduler's total_steps)")
+        return {"total_steps": self.trainer.max_steps}
 
     def statistics(self) -> dict[str, torch.Tensor]:
         stats = self.net.statistics()

@@ -9,16 +9,18 @@ stripped from state dicts), so checkpoints and the optimizer's parameter groups 
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-from components.config_error import require
+from components.config_error import require_choices
 from components.model import MotifForCausalLM
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+DtypeName = Literal["bfloat16", "float16", "float32"]
 
 
 @dataclass(kw_only=True)
@@ -30,18 +32,16 @@ class ParallelismConfig:
     compute for a block's worth of activations instead of all of them)."""
     compile: bool = False
     """torch.compile each block (in place; one compiled graph reused by every block of the same shape)."""
-    param_dtype: str | None = "bfloat16"
+    param_dtype: DtypeName | None = "bfloat16"
     """FSDP2 mixed precision: the dtype parameters are all-gathered in and blocks compute in ("bfloat16");
     null keeps the stored fp32. Master weights and optimizer state stay fp32 either way."""
-    reduce_dtype: str = "float32"
+    reduce_dtype: DtypeName = "float32"
     """FSDP2 mixed precision: the dtype gradients are reduce-scattered in."""
     reshard_after_forward: bool = True
     """FSDP2: free each block's gathered parameters after its forward (and gather again for the backward)."""
 
     def __post_init__(self) -> None:
-        require(self.param_dtype is None or self.param_dtype in DTYPES, self, "param_dtype",
-                f"use one of {sorted(DTYPES)} or null")
-        require(self.reduce_dtype in DTYPES, self, "reduce_dtype", f"use one of {sorted(DTYPES)}")
+        require_choices(self)
 
 
 def apply_parallelism(net: MotifForCausalLM, config: ParallelismConfig, data_parallel_mesh: DeviceMesh | None) -> None:

@@ -12,14 +12,15 @@ from components.model import ModelConfig
 T = TypeVar("T")
 
 
-def enable_component_subclasses() -> None:
-    """Component configs are dataclasses; let YAML pick a subclass (an implementation) by class_path."""
-    set_parsing_settings(subclasses_enabled=[AttentionConfig, MLPConfig])
+def configure_parsing() -> None:
+    """Component configs are dataclasses: let YAML pick a subclass (an implementation) by class_path, and show
+    each field's docstring in ``--help``."""
+    set_parsing_settings(subclasses_enabled=[AttentionConfig, MLPConfig], docstring_parse_attribute_docstrings=True)
 
 
 def parse_config(cls: type[T], yaml_text: str) -> T:
     """Build ``cls`` from YAML the way the ``motif`` CLI would (class_path subclasses, type checks)."""
-    enable_component_subclasses()
+    configure_parsing()
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--value", type=cls)
     return parser.instantiate(parser.parse_args([f"--value={yaml_text}"])).value

@@ -1,7 +1,9 @@
-"""Before ``motif fit --ckpt_path ...`` starts: the checkpoint exists and was written by a model of the same
-shape, else one line that names the differing fields (instead of a size-mismatch traceback after start-up)."""
+"""Before ``motif fit --ckpt_path ...`` starts: which run ``last`` continues, and that the checkpoint exists and
+was written by a model of the same shape, else one line that names the differing fields (instead of a
+size-mismatch traceback after start-up)."""
 
 import dataclasses
+import os
 from pathlib import Path
 
 import lightning as L
@@ -12,6 +14,24 @@ from components.config_error import ConfigError
 
 NAMED_CHECKPOINTS = ("best", "hpc", "registry")
 DISTRIBUTED_METADATA = "meta.pt"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+"""Where a run folder (a logger version) keeps the link to its newest checkpoint (MotifCheckpoint's default)."""
+
+
+def continue_newest_run(trainer_config) -> None:
+    """Set the version of a logger configured without one (``trainer.logger.init_args``) to the newest run folder
+    under its ``save_dir/name`` that holds ``checkpoints/last.ckpt``, so the resumed run logs and checkpoints
+    where the interrupted one did. Nothing changes when no run folder has a checkpoint (a new run starts) or the
+    logger's version is given."""
+    logger = trainer_config.get("logger")
+    init_args = logger.get("init_args") if hasattr(logger, "get") else None
+    if init_args is None or init_args.get("version") is not None or init_args.get("save_dir") is None:
+        return
+    root = Path(init_args["save_dir"]) / (init_args.get("name") or "")
+    runs = [link.parents[1] for link in root.glob(f"*/{LAST_CHECKPOINT}") if os.path.lexists(link)]
+    if runs:
+        newest = max(runs, key=lambda run: os.lstat(run / LAST_CHECKPOINT).st_mtime)
+        init_args["version"] = newest.name
 
 
 def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | None) -> Path | None:

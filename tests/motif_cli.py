@@ -38,7 +38,6 @@ def tiny_run_args(tmp: Path, cache: Path, steps: int) -> list[str]:
         "--trainer.log_every_n_steps", "5",
         "--trainer.default_root_dir", str(tmp),
         "--trainer.logger.init_args.save_dir", str(tmp),
-        "--model.lr_scheduler.init_args.total_steps", str(steps),
         "--model.lr_scheduler.init_args.warmup_steps", "5",
     ]
 
@@ -65,6 +64,11 @@ def tiny_schedule():
 
 def scalar_steps(run_dir: Path, tag: str) -> dict[int, float]:
     """{step: value} of one scalar in the TensorBoard run whose events are directly in ``run_dir``."""
+    return scalars_by_step(run_dir)[tag]
+
+
+def scalars_by_step(run_dir: Path) -> dict[str, dict[int, float]]:
+    """{tag: {step: value}} of every scalar in the TensorBoard run whose events are directly in ``run_dir``."""
     accumulator = EventAccumulator(str(run_dir))
     accumulator.Reload()
-    return {event.step: event.value for event in accumulator.Scalars(tag)}
+    return {tag: {event.step: event.value for event in accumulator.Scalars(tag)} for tag in accumulator.Tags()["scalars"]}

@@ -38,7 +38,7 @@ def head(t: torch.Tensor, index: int, dim: int) -> torch.Tensor:
 
 
 def grouped_differential_attention(x, weights, groups, ratio, head_dim, layer_idx, theta, subln_eps):
-    """GDA of SPEC section 2 on fp64 x (batch, seq, hidden) with the module's weights (a name -> tensor dict)."""
+    """GDA (arXiv 2510.06949, as in the Motif-2-12.7B checkpoint) on fp64 x (batch, seq, hidden) with the module's weights (a name -> tensor dict)."""
     d = head_dim
     q, k, v = (x @ weights[f"{n}_proj.weight"].T for n in ("q", "k", "v"))
     lambda_init = 0.8 - 0.6 * math.exp(-0.3 * layer_idx)
@@ -67,7 +67,7 @@ def grouped_query_attention(x, weights, num_heads, num_kv_heads, head_dim, theta
 
 
 def polynorm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    """w0 N(x^3) + w1 N(x^2) + w2 N(x) + b with N(u) = u / sqrt(mean(u^2) + eps) (SPEC section 3)."""
+    """w0 N(x^3) + w1 N(x^2) + w2 N(x) + b with N(u) = u / sqrt(mean(u^2) + eps) (arXiv 2411.03884, Eq. 3)."""
     def n(u):
         return u / torch.sqrt(u.pow(2).mean(-1, keepdim=True) + eps)
     return weight[0] * n(x**3) + weight[1] * n(x**2) + weight[2] * n(x) + bias[0]

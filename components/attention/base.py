@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.config_error import require
+from components.config_error import require, require_choices
 from components.layers import WeightInit
 from components.optim.qk_clip import QKClipTarget
-from kernels.launch import IMPLEMENTATIONS as KERNELS
+from kernels.launch import Implementation
 
 
 @dataclass(kw_only=True)
@@ -18,12 +18,12 @@ class AttentionConfig:
 
     head_dim: int = 128
     """Width of one query/key head. RoPE rotates all of it, so it must be even."""
-    kernel: str = "auto"
+    kernel: Implementation = "auto"
     """The fused GPU paths (the max-logit measurement for QK-clip; in differential attention also the combine +
     sub-norm): "auto" (Triton on CUDA, PyTorch elsewhere), "triton" or "reference" (PyTorch), for ablations."""
 
     def __post_init__(self) -> None:
-        require(self.kernel in KERNELS, self, "kernel", f"use one of {KERNELS}")
+        require_choices(self)
         require(self.head_dim > 0 and self.head_dim % 2 == 0, self, "head_dim",
                 "RoPE rotates pairs of dimensions: use a positive even head_dim such as 64 or 128")
 

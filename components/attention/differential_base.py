@@ -1,6 +1,6 @@
 """What differential and grouped differential attention share: lambda, the sub-norm and the combine.
 
-Differential Transformer (arXiv 2410.05258), Eq. 1-3, as used by Motif-2 (SPEC section 2):
+Differential Transformer (arXiv 2410.05258), Eq. 1-3, as used by Motif-2 (Motif-2-12.7B report, arXiv 2511.07464):
   A = softmax(Q1 K1^T / sqrt(d)) - lambda * softmax(Q2 K2^T / sqrt(d)),  out = A V
   lambda = exp(lq1 . lk1) - exp(lq2 . lk2) + lambda_init,   lambda_init(l) = 0.8 - 0.6 exp(-0.3 l)
   head_out = (1 - lambda_init) * subln(out)

@@ -1,4 +1,4 @@
-"""Grouped Differential Attention (arXiv 2510.06949), the Motif-2-12.7B attention (SPEC section 2).
+"""Grouped Differential Attention (arXiv 2510.06949), the Motif-2-12.7B attention (Motif-2-12.7B report, arXiv 2511.07464, Table 1).
 
 G groups, each with ``signal_noise_ratio`` (r) signal heads and one noise head. Layout of the public
 checkpoint, kept so a converter needs no permutation:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from components.config_error import require
+from components.config_error import require, require_choices
 from components.layers import WeightInit
 
 
@@ -17,6 +17,7 @@ class MLPConfig:
 
     def __post_init__(self) -> None:
         require(self.intermediate_size >= 1, self, "intermediate_size", "use a positive FFN width")
+        require_choices(self)
 
     def build(self, hidden_size: int, init: WeightInit) -> nn.Module:
         raise NotImplementedError(f"{type(self).__name__} does not build an MLP")

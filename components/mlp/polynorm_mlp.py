@@ -1,4 +1,4 @@
-"""PolyNorm-gated MLP of Motif-2 (SPEC section 3): down_proj(PolyNorm(gate_proj(x)) * up_proj(x))."""
+"""PolyNorm-gated MLP of Motif-2 (PolyCom, arXiv 2411.03884, Eq. 3; arXiv 2511.07464): down_proj(PolyNorm(gate_proj(x)) * up_proj(x))."""
 
 from dataclasses import dataclass
 
@@ -8,7 +8,7 @@ from torch import nn
 from components.config_error import require
 from components.layers import Linear, WeightInit
 from components.mlp.base import MLP, MLPConfig
-from kernels.launch import IMPLEMENTATIONS
+from kernels.launch import Implementation
 from kernels.polynorm import polynorm
 
 
@@ -40,13 +40,12 @@ class PolyNormMLPConfig(MLPConfig):
     """Gated MLP whose gate goes through PolyNorm (``act_fn`` in the public checkpoint)."""
 
     eps: float = 1e-6
-    kernel: str = "auto"
+    kernel: Implementation = "auto"
     """"auto": the fused Triton PolyNorm-times-up kernels on CUDA and PyTorch elsewhere; "triton"; "reference"."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.eps > 0, self, "eps", "PolyNorm divides by sqrt(mean + eps): use a small positive eps like 1e-6")
-        require(self.kernel in IMPLEMENTATIONS, self, "kernel", f"use one of {IMPLEMENTATIONS}")
 
     def build(self, hidden_size: int, init: WeightInit) -> "PolyNormMLP":
         return PolyNormMLP(hidden_size, self.intermediate_size, self.eps, self.kernel, init)

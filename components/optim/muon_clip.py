@@ -1,5 +1,5 @@
 """MuonClip: Muon for hidden matrices and AdamW for everything else in one optimizer, then QK-clip
-(Moonlight arXiv 2502.16982, Kimi K2 arXiv 2507.20534; SPEC section 4).
+(Moonlight, arXiv 2502.16982, Sec. 2; Kimi K2, arXiv 2507.20534, Sec. 2.1).
 
 Param groups carry ``use_muon`` (see ``components.optim.param_groups.motif_param_groups``). For a Muon matrix
 W (rows x cols) with gradient G:

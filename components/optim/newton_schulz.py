@@ -1,4 +1,4 @@
-"""Newton-Schulz orthogonalisation for Muon (Jordan et al. 2024; Moonlight arXiv 2502.16982; SPEC section 4)."""
+"""Newton-Schulz orthogonalisation for Muon (Jordan et al. 2024; Moonlight, arXiv 2502.16982, Sec. 2)."""
 
 import torch
 

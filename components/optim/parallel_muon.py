@@ -1,4 +1,4 @@
-"""Parallel Muon (SPEC section 4): orthogonalise FSDP2-sharded matrices without every rank gathering all of them.
+"""Parallel Muon (Motif-2-12.7B report, arXiv 2511.07464, the optimizer section): orthogonalise FSDP2-sharded matrices without every rank gathering all of them.
 
 Each full matrix gets one owner rank (matrices sorted by Newton-Schulz FLOPs, dealt round-robin, so the work is
 balanced). Per chunk of ``chunk_size`` matrices, one all-to-all sends every rank's row shard of each matrix

@@ -1,4 +1,4 @@
-"""QK-clip (Kimi K2, arXiv 2507.20534; SPEC section 4): bound attention logits by rescaling W_q and W_k rows.
+"""QK-clip (Kimi K2, arXiv 2507.20534, Sec. 2.1 MuonClip): bound attention logits by rescaling W_q and W_k rows.
 
 After an optimizer step, each query head h whose largest pre-softmax logit S_max(h) = max q.k / sqrt(d) of the
 step exceeded tau gets gamma_h = tau / S_max(h). The logit of head h scales with the product of its query and

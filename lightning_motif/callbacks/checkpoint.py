@@ -11,6 +11,7 @@ save of that name replaces); ``--ckpt_path last`` then resumes from the previous
 
 import os
 import shutil
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,6 +21,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from components.config_error import ConfigError
 
 PARTIAL_SUFFIX = ".partial"
+
+# Lightning warns that under manual optimization a checkpoint holds the weights after the step's update, and
+# suggests saving the weights from before it. After the update is what an exact resume needs (the optimizer
+# state, scheduler and data position are those after the step too), so the advice does not apply here.
+warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization", category=UserWarning)
 
 
 def _remove(path: str) -> None:
@@ -43,11 +49,21 @@ def _replace(source: str, target: str) -> None:
 
 
 class MotifCheckpoint(ModelCheckpoint):
-    """Checkpoints every ``every_n_train_steps`` steps and at the end of training into ``dirpath``, keeping the
-    newest ``keep_last``; atomic on every strategy (see the module docstring)."""
+    """Checkpoints every ``every_n_train_steps`` steps and at the end of training, keeping the newest
+    ``keep_last``; atomic on every strategy (see the module docstring).
 
-    def __init__(self, dirpath: str, every_n_train_steps: int = 1000, keep_last: int = 3,
-                 train_time_interval: timedelta | None = None, filename: str | None = None) -> None:
+    Args:
+        dirpath: Folder of the checkpoints; by default the run's own folder (``<logger save_dir>/<name>/<version>/
+            checkpoints``), so runs never share one and ``motif fit --ckpt_path last`` continues the newest run.
+        every_n_train_steps: Optimizer steps between checkpoints.
+        keep_last: How many of the newest checkpoints to keep.
+        train_time_interval: Also save after this much training time.
+        filename: Checkpoint name pattern; ``{step}`` (written ``step=S``, optimizer steps) by default. A name saved again (the same
+            step) replaces the old file; names never get version suffixes, so ``last.ckpt`` stays the one link.
+    """
+
+    def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 1000, keep_last: int = 3,
+                 train_time_interval: timedelta | None = None, filename: str = "{step}") -> None:
         if every_n_train_steps < 1:
             raise ConfigError(type(self).__name__, "every_n_train_steps", every_n_train_steps,
                               "use a positive number of steps, such as 1000")
@@ -55,7 +71,7 @@ class MotifCheckpoint(ModelCheckpoint):
             raise ConfigError(type(self).__name__, "keep_last", keep_last, "keep at least the newest checkpoint (1 or more)")
         super().__init__(dirpath=dirpath, filename=filename, monitor="step", mode="max", save_top_k=keep_last,
                          save_last="link", every_n_train_steps=every_n_train_steps,
-                         train_time_interval=train_time_interval)
+                         train_time_interval=train_time_interval, enable_version_counter=False)
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         partial = filepath + PARTIAL_SUFFIX

@@ -1,8 +1,8 @@
 """The per-step data curriculum: mixture, sequence-length and batch-size schedules, and the sample plan.
 
 Motif-2 recomputes the domain mixture every step, interpolated linearly between stages like a learning-rate
-schedule, grows the sequence length 4,096 -> 16,384 and ramps the global batch 16M -> 80M tokens (SPEC
-section 5). Here every one of those is a function of the tokens seen so far, and the whole sample stream is a
+schedule, grows the sequence length 4,096 -> 16,384 and ramps the global batch 16M -> 80M tokens (Motif-2-12.7B report, arXiv 2511.07464,
+pre-training). Here every one of those is a function of the tokens seen so far, and the whole sample stream is a
 pure function of (seed, global sample index, schedule):
 
 - step s trains on B(s) sequences of L(s) tokens; tokens_seen(s) is the exact sum of B * L over earlier steps;
@@ -14,7 +14,7 @@ pure function of (seed, global sample index, schedule):
 
 Because nothing depends on who asks, any number of ranks, loader workers or restarts read the same samples:
 rank r of W takes the r-th contiguous slice of each step, loader worker k of K builds steps k, k + K, ...
-of its rank, and a resumed run replays the plan up to ``trainer.global_step`` before yielding.
+of its rank, and a resumed run replays the plan up to its saved data position before yielding.
 """
 
 from bisect import bisect_right
@@ -68,7 +68,7 @@ class CurriculumSchedule:
     ``seq_len``: piecewise constant, each value from its milestone on (for example 4096, then 16384).
     ``batch_tokens``: global tokens per optimizer step, linearly interpolated (a batch ramp); each step uses
     round(batch_tokens / seq_len) sequences, rounded to a multiple of ``batch_multiple``.
-    Motif-2's exact stage ratios, warmup and ramp shapes are not published (SPEC section 5).
+    Motif-2's exact stage ratios, warmup and ramp shapes are not published.
     """
 
     mixture: list[MixtureMilestone]

@@ -21,10 +21,21 @@ class CurriculumDataModule(L.LightningDataModule):
     """Trains on a prepared dataset (``motif prepare``) through a per-step curriculum; validates and tests with
     one loader per domain, windows of ``val_seq_len`` tokens.
 
-    The training stream is a pure function of (seed, schedule, global step): ``train_dataloader`` starts it at
-    ``trainer.global_step``, which a resumed run restores from its checkpoint, so a resume reads exactly the
-    samples and mixture weights an uninterrupted run would, whatever the number of ranks and loader workers
-    (and however many batches the loader had prefetched when the checkpoint was written).
+    The training stream is a pure function of (seed, schedule, step): ``train_dataloader`` starts it at
+    ``next_step``, the data position: one past the stream step of the last batch that reached training. It is
+    its own counter, saved in the checkpoint (``state_dict``), because it runs ahead of ``trainer.global_step``
+    whenever an optimizer step is skipped as non-finite. So a resume reads exactly the samples and mixture
+    weights an uninterrupted run would, whatever the number of ranks and loader workers (and however many
+    batches the loader had prefetched when the checkpoint was written).
+
+    Args:
+        data_dir: A dataset written by ``motif prepare`` (manifest.json, tokenizer.json, <split>/<domain>/).
+        schedule: The curriculum: mixture, sequence length and tokens per step, by tokens trained on.
+        micro_batch_tokens: Tokens of one forward pass; a step's batch is split into micro-batches of this size.
+        val_seq_len: Validation/test window length (default: the schedule's first sequence length).
+        val_batch_size: Validation/test sequences per batch.
+        num_workers: Loader processes (0: load in the training process).
+        seed: Seed of the sample stream (domains drawn per sample, page order per epoch).
     """
 
     def __init__(
@@ -50,6 +61,7 @@ class CurriculumDataModule(L.LightningDataModule):
         require(val_batch_size >= 1, self, "val_batch_size", "use a positive batch size")
         require(num_workers >= 0, self, "num_workers", "use 0 (load in the main process) or more workers")
         self._manifest: Manifest | None = None
+        self.next_step = 0
 
     @property
     def seq_len(self) -> int:
@@ -116,9 +128,9 @@ class CurriculumDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
-        rank, world_size, start = (trainer.global_rank, trainer.world_size, trainer.global_step) if trainer else (0, 1, 0)
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         dataset = CurriculumDataset({d: self._domain_dir("train", d) for d in self.schedule.domains}, self.plan(),
-                                    rank, world_size, start, self.micro_batch_tokens)
+                                    rank, world_size, self.next_step, self.micro_batch_tokens)
         return DataLoader(dataset, batch_size=None, num_workers=self.num_workers)
 
     def _eval_loaders(self, split: str) -> list[StreamingDataLoader]:
@@ -140,11 +152,19 @@ class CurriculumDataModule(L.LightningDataModule):
     def test_dataloader(self) -> list[StreamingDataLoader]:
         return self._eval_loaders("test")
 
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """Advance the data position past each training batch as it reaches the training step (batches the
+        loader prefetched beyond it do not count)."""
+        if isinstance(batch, dict) and "curriculum" in batch:
+            self.next_step = batch["curriculum"]["step"] + 1
+        return batch
+
     def state_dict(self) -> dict:
-        return {"seed": self.seed, "schedule": self.schedule.fingerprint()}
+        return {"seed": self.seed, "schedule": self.schedule.fingerprint(), "next_step": self.next_step}
 
     def load_state_dict(self, state: dict) -> None:
-        if state != self.state_dict():
+        self.next_step = state.get("next_step", 0)
+        if {k: state.get(k) for k in ("seed", "schedule")} != {"seed": self.seed, "schedule": self.schedule.fingerprint()}:
             warnings.warn("the data seed or curriculum schedule differs from the checkpoint's: the resumed run reads "
                           "a different sample stream than the interrupted one", stacklevel=2)
 
@@ -154,6 +174,17 @@ class EmbeddedCorpusDataModule(CurriculumDataModule):
 
     ``cache_dir`` defaults to $MOTIF_CACHE or ~/.cache/lightning-motif; the corpus folder name records the
     tokenizer and corpus sizes, so different settings never overwrite each other.
+
+    Args:
+        schedule: The curriculum: mixture, sequence length and tokens per step, by tokens trained on.
+        micro_batch_tokens: Tokens of one forward pass; a step's batch is split into micro-batches of this size.
+        val_seq_len: Validation/test window length (default: the schedule's first sequence length).
+        val_batch_size: Validation/test sequences per batch.
+        num_workers: Loader processes (0: load in the training process).
+        seed: Seed of the sample stream (domains drawn per sample, page order per epoch).
+        tokenizer_vocab_size: Size of the byte-level BPE trained on the corpus.
+        bytes_per_domain: Bytes of text collected for each of code, prose and math.
+        cache_dir: Where the built corpus is kept (default: $MOTIF_CACHE or ~/.cache/lightning-motif).
     """
 
     def __init__(

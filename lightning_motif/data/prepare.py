@@ -1,6 +1,6 @@
 """``motif prepare``: tokenize raw corpora into litdata token shards, one folder per split and domain.
 
-    motif prepare --config experiments/data/prepare-example.yaml
+    motif prepare --config experiments/data/prepare-template.yaml
 
 Output (the layout of ``token_dataset``): ``tokenizer.json``, ``<split>/<domain>/`` shards and, written last,
 ``manifest.json`` with tokens, documents and skipped records per split and domain, the vocabulary size and the
@@ -49,28 +49,39 @@ class DomainSource:
     """Training inputs; documents are also drawn from them for val/test by ``val_fraction``/``test_fraction``
     unless ``val_paths``/``test_paths`` are given."""
     val_paths: list[str] = field(default_factory=list)
+    """Separate validation inputs (then no training document is held out for validation)."""
     test_paths: list[str] = field(default_factory=list)
+    """Separate test inputs (then no training document is held out for test)."""
     text_field: str = "text"
     """Field (.jsonl) or column (.parquet) that holds the text."""
 
 
 @dataclass(kw_only=True)
 class PrepareConfig:
+    """What ``motif prepare`` reads and writes."""
+
     output_dir: str
+    """The dataset folder: tokenizer.json, manifest.json and <split>/<domain>/ shards."""
     domains: dict[str, DomainSource]
+    """Domain name -> its inputs; names become the curriculum's mixture keys and the validation loss tags."""
     tokenizer: str | None = None
     """A Hugging Face ``tokenizer.json``; when unset, a byte-level BPE of ``vocab_size`` is trained on the inputs."""
     vocab_size: int = 32000
+    """Vocabulary of the BPE trained when ``tokenizer`` is unset."""
     eos_token: str = "<|endoftext|>"
     """Appended after every document; must be in the tokenizer's vocabulary."""
     val_fraction: float = 0.005
+    """Share of each domain's documents held out for validation (chosen by a hash of the document)."""
     test_fraction: float = 0.0
+    """Share of each domain's documents held out for test."""
     tokenizer_training_bytes: int = 200_000_000
     """At most this many bytes per domain are read to train the tokenizer."""
     model_vocab_size: int | None = None
     """When set, fail unless the tokenizer fits a model of this vocabulary size."""
     num_workers: int = max(1, (os.cpu_count() or 2) - 1)
+    """Tokenizing processes."""
     seed: int = 0
+    """Seed of the hash that picks the held-out documents."""
     verbose: bool = True
     """Show litdata's progress bar and worker messages for each part."""
 

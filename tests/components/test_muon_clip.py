@@ -26,7 +26,7 @@ INIT = WeightInit(0.02, 0.02)
 
 
 def reference_newton_schulz(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
-    """The quintic iteration written out plainly (SPEC section 4), in float64."""
+    """The quintic iteration written out plainly (Moonlight, arXiv 2502.16982), in float64."""
     x = g.double()
     tall = x.shape[0] > x.shape[1]
     x = x.T if tall else x

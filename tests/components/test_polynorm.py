@@ -1,4 +1,4 @@
-"""PolyNorm and the MLPs against fp64 re-statements of SPEC section 3, on fresh random inputs.
+"""PolyNorm and the MLPs against fp64 re-statements of the PolyNorm formula (arXiv 2411.03884, Eq. 3), on fresh random inputs.
 
 fp32 tolerance 1e-5 relative: x^3 spans a wide range, and its RMS normalisation divides by a mean of x^6 over
 the row; fp32's 6e-8 unit roundoff grows to about 1e-6 through the cube and the mean.

@@ -1,5 +1,6 @@
-"""``motif`` with the training loss patched to be NaN for the training batches (0-based) listed in
-``MOTIF_NAN_STEPS`` (comma-separated), to watch the non-finite policy.
+"""``motif`` with the training loss patched to be NaN for the training batches at the (0-based) curriculum stream
+steps listed in ``MOTIF_NAN_STEPS`` (comma-separated), to watch the non-finite policy; keyed on the stream step,
+so a resumed run meets the NaN where an uninterrupted one does.
 
     python nonfinite_at_steps.py fit --config ...   (used by test_nonfinite.py)
 """
@@ -14,7 +15,7 @@ loss_sum, training_step = MotifLM._loss_sum, MotifLM.training_step
 
 
 def remember_batch(self, batch, batch_idx):
-    self.nan_batch = batch_idx in NAN_STEPS
+    self.nan_batch = batch["curriculum"]["step"] in NAN_STEPS
     return training_step(self, batch, batch_idx)
 
 

@@ -1,9 +1,13 @@
 """The ``motif`` CLI end to end, as a user runs it (subprocesses)."""
 
+import os
 import re
+import shutil
 
 import pytest
+import torch
 
+from components.optim.schedules import WarmupStableDecayLR
 from motif_cli import QUICKSTART, REPO, run_motif, scalars, tiny_run_args
 
 STEPS = 40
@@ -28,17 +32,20 @@ def test_fit_logs_the_dashboard(fit_run):
     tmp, _ = fit_run
     tags = scalars(tmp)
     for tag in ("train/loss", "train/grad_norm", "val/loss", "val/ppl", "val/loss_code", "val/loss_math",
-                "val/loss_prose", "throughput/tokens_per_sec", "curriculum/tokens_seen", "lr-AdamW/hidden_matrices",
+                "val/loss_prose", "throughput/tokens_per_sec", "curriculum/tokens_seen", "lr-MuonClip/hidden_matrices",
                 "model/layer_00/lambda", "model/layer_01/lambda", "model/layer_00/polynorm_w0_cube",
-                "model/layer_01/polynorm_bias", "model/layer_00/max_logit", "curriculum/weight/math", "curriculum/tokens_seen/code",
+                "model/layer_01/polynorm_bias", "model/layer_00/max_logit", "model/layer_01/qk_clipped_heads", "curriculum/weight/math", "curriculum/tokens_seen/code",
                 "curriculum/seq_len", "curriculum/batch_sequences", "curriculum/batch_tokens"):
         assert tag in tags, f"{tag} missing from {sorted(tags)}"
     assert all(v > 0 for v in tags["throughput/tokens_per_sec"])
     assert tags["curriculum/seq_len"][0] == 32 and tags["curriculum/seq_len"][-1] == 64
     assert tags["curriculum/weight/math"][-1] > tags["curriculum/weight/math"][0]
     assert tags["curriculum/tokens_seen"][-1] == sum(tags["curriculum/tokens_seen/" + d][-1] for d in ("code", "math", "prose"))
-    lr = tags["lr-AdamW/hidden_matrices"]
-    assert max(lr) == pytest.approx(3e-3) and lr[-1] < max(lr)
+    lr = tags["lr-MuonClip/hidden_matrices"]
+    # the schedule's total_steps is unset in the config: it spans trainer.max_steps (STEPS), whatever that is
+    schedule = WarmupStableDecayLR(torch.optim.SGD([torch.zeros(1)], lr=1.0), total_steps=STEPS, warmup_steps=5,
+                                   decay_fraction=0.3, final_lr_ratio=0.1)
+    assert max(lr) == pytest.approx(3e-3) and lr[-1] == pytest.approx(3e-3 * schedule.multiplier(STEPS - 1))
 
 
 def test_fit_shows_a_progress_bar_and_saves_its_config(fit_run):
@@ -89,11 +96,15 @@ BAD_CONFIGS = {
     "curriculum-seq-len-above-max-positions": (["--model.transformer.max_position_embeddings=100"],
                                                "data.schedule.seq_len = 128: exceeds ModelConfig.max_position_embeddings = 100"),
     "vocab-below-tokenizer": (["--model.transformer.vocab_size=1000"], "ModelConfig.vocab_size = 1000: smaller than the tokenizer's"),
-    "negative-lr": (["--model.optimizer.init_args.lr=-1"], "model.optimizer = 'Invalid learning rate: -1.0'"),
+    "negative-lr-adamw": (["--config", str(REPO / "experiments/ablations/optimizer/adamw.yaml"), "--model.optimizer.init_args.lr=-1"],
+                          "model.optimizer = 'Invalid learning rate: -1.0'"),
+    "negative-lr-muonclip": (["--model.optimizer.init_args.lr=-1"], "MuonClip.lr = -1.0: use a non-negative learning rate"),
     "unknown-optimizer": (["--model.optimizer=torch.optim.FancyOpt"], "model.optimizer"),
-    "unknown-nonfinite-policy": (["--model.on_nonfinite=ignore"], "MotifLM.on_nonfinite = 'ignore'"),
+    "unknown-nonfinite-policy": (["--model.on_nonfinite=ignore"], "model.on_nonfinite = 'ignore': use one of ['skip', 'stop']"),
+    "unknown-kernel": (["--model.transformer.attention.kernel=fast"],
+                       "model.transformer.attention.kernel = 'fast': use one of ['auto', 'triton', 'reference']"),
     "checkpoint-every-zero-steps": (["--trainer.callbacks.every_n_train_steps=0"], "MotifCheckpoint.every_n_train_steps = 0"),
-    "unknown-param-dtype": (["--model.parallelism.param_dtype=bf16"], "ParallelismConfig.param_dtype = 'bf16'"),
+    "unknown-param-dtype": (["--model.parallelism.param_dtype=bf16"], "model.parallelism.param_dtype = 'bf16': use one of ['bfloat16', 'float16', 'float32']"),
     "missing-checkpoint": (["--ckpt_path=/nonexistent/run/last.ckpt"], "fit.ckpt_path = '/nonexistent/run/last.ckpt': no such checkpoint"),
 }
 
@@ -123,3 +134,45 @@ def test_fit_with_muonclip_logs_logits_and_trains(tmp_path, corpus_cache):
     assert tags["train/loss"][-1] < tags["train/loss"][0] - 0.5
     assert "lr-MuonClip/hidden_matrices" in tags and "model/layer_01/qk_clipped_heads" in tags
     assert all(0 < v < 100 for v in tags["model/layer_00/max_logit"])
+
+
+def test_help_lists_the_subcommands_that_work_with_documented_fields(tmp_path):
+    result = run_motif(["--help"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "{fit,validate,test,prepare}" in result.stdout and "predict" not in result.stdout
+    assert "args parameter is intended" not in result.stderr  # LightningCLI's warning when given args twice
+    fit_help = run_motif(["fit", "--help"], cwd=tmp_path).stdout
+    assert "--model.transformer.norm_kernel {auto,triton,reference}" in fit_help  # choices of Literal fields
+    assert "--model.on_nonfinite {skip,stop}" in fit_help
+    assert "The fused residual add + RMSNorm after attention" in fit_help  # the field's attribute docstring
+    assert "What a non-finite loss or gradient norm does" in fit_help  # MotifLM's Args
+    prepare_help = run_motif(["prepare", "--help"], cwd=tmp_path).stdout
+    assert "Share of each domain's documents held out for validation" in " ".join(prepare_help.split())
+    named_files = re.findall(r"experiments/[\w/.-]+\.yaml", re.sub(r"-\n\s*", "-", prepare_help))
+    assert named_files and all((REPO / name).is_file() for name in named_files), named_files
+
+
+def test_ablation_files_change_only_the_swapped_component(tmp_path):
+    """Stacked on a preset, an MLP or attention ablation keeps the preset's sizes (FFN width, head_dim)."""
+    result = run_motif(["fit", "--config", str(QUICKSTART), "--model.transformer", str(REPO / "experiments/presets/motif-125m.yaml"),
+                        "--config", str(REPO / "experiments/ablations/mlp/swiglu.yaml"),
+                        "--config", str(REPO / "experiments/ablations/attention/gqa.yaml"), "--print_config"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout
+    assert "class_path: components.mlp.SwiGLUConfig" in printed and "intermediate_size: 2048" in printed
+    assert "class_path: components.attention.GroupedQueryAttentionConfig" in printed and "head_dim: 64" in printed
+
+
+def test_checkpoints_live_in_the_run_folder_and_last_continues_the_newest_run(fit_run, tmp_path, corpus_cache):
+    """The quickstart's checkpoints go to its run folder (one per logger version); ``--ckpt_path last``
+    continues the newest run there instead of opening a new version."""
+    source, _ = fit_run
+    shutil.copytree(source, tmp_path / "run", symlinks=True)
+    run = tmp_path / "run"
+    checkpoints = run / "tensorboard" / "version_0" / "checkpoints"
+    assert os.path.realpath(checkpoints / "last.ckpt").endswith(f"step={STEPS}.ckpt")
+    result = run_motif(["fit", *tiny_run_args(run, corpus_cache, STEPS + 2), "--ckpt_path", "last"], cwd=run)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert sorted(p.name for p in (run / "tensorboard").iterdir()) == ["version_0"]
+    assert os.path.realpath(checkpoints / "last.ckpt").endswith(f"step={STEPS + 2}.ckpt")
+    assert len(list((run / "tensorboard" / "version_0").glob("events.out.tfevents.*"))) == 2  # both runs log there

@@ -45,7 +45,7 @@ def test_stop_policy_stops_with_one_line(tmp_path, corpus_cache):
     assert result.returncode == 3, result.stderr[-3000:]
     stopped = [line for line in result.stderr.splitlines() if line.startswith("motif: stopped:")]
     assert len(stopped) == 1 and "non-finite training step 4" in stopped[0], result.stderr[-3000:]
-    assert finite_checkpoints(tmp_path / "checkpoints") == [f"epoch=0-step={s}.ckpt" for s in range(1, 5)]
+    assert finite_checkpoints(tmp_path / "checkpoints") == [f"step={s}.ckpt" for s in range(1, 5)]
 
 
 def test_too_many_skips_in_a_row_stop(tmp_path, corpus_cache):

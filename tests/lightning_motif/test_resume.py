@@ -1,7 +1,9 @@
 """Exact resume: a run killed with SIGKILL and restarted with ``--ckpt_path last`` trains on exactly the samples
 and mixture weights of an uninterrupted run, so on CPU its losses match bit for bit; with 0, 1 and 2 loader
 workers, with 2 processes (gloo) under DDP and under FSDP2 (sharded distributed checkpoints); also when the run
-is killed in the middle of writing a checkpoint (the half-written one is ignored, the previous one resumes)."""
+is killed in the middle of writing a checkpoint (the half-written one is ignored, the previous one resumes), and
+after a step skipped as non-finite (the data position runs ahead of the optimizer steps): then every scalar of
+the resumed run, not only the loss, equals the uninterrupted run's on one shared step axis."""
 
 import os
 import signal
@@ -12,9 +14,24 @@ from pathlib import Path
 
 import pytest
 
-from motif_cli import REPO, motif_command, run_motif, scalar_steps, tiny_run_args
+from motif_cli import REPO, motif_command, scalar_steps, scalars_by_step, tiny_run_args
 
 STEPS = 14
+NAN_STEP = 2
+"""Stream step (0-based batch) whose loss is NaN in the runs with a skipped step."""
+NAN_DRIVER = Path(__file__).with_name("nonfinite_at_steps.py")
+
+
+def fit_command(nan: bool) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of ``motif fit``, with the loss NaN at NAN_STEP when ``nan``."""
+    if not nan:
+        return motif_command(), {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return [sys.executable, str(NAN_DRIVER)], {**os.environ, "MOTIF_NAN_STEPS": str(NAN_STEP), "PYTHONPATH": str(REPO)}
+
+
+def fit(args: list[str], cwd, nan: bool) -> subprocess.CompletedProcess:
+    command, env = fit_command(nan)
+    return subprocess.run(command + ["fit", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def resume_args(tmp, cache, workers: int, processes: int, strategy: str = "ddp") -> list[str]:
@@ -38,9 +55,16 @@ def losses(tmp, version: int) -> dict[int, float]:
     return scalar_steps(tmp / "tensorboard" / f"version_{version}", "train/loss")
 
 
-def kill_after_checkpoint(args: list[str], checkpoints, step: int, cwd) -> None:
+def training_scalars(tmp, version: int) -> dict[str, dict[int, float]]:
+    """Every scalar the training steps log (throughput excluded: it measures time)."""
+    return {tag: values for tag, values in scalars_by_step(tmp / "tensorboard" / f"version_{version}").items()
+            if not tag.startswith("throughput/")}
+
+
+def kill_after_checkpoint(args: list[str], checkpoints, step: int, cwd, nan: bool = False) -> None:
     """Start ``motif fit``, wait until the checkpoint of ``step`` exists, then SIGKILL every process of the run."""
-    process = subprocess.Popen(motif_command() + args, cwd=cwd, start_new_session=True,
+    command, env = fit_command(nan)
+    process = subprocess.Popen(command + ["fit", *args], cwd=cwd, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not list(checkpoints.glob(f"*step={step}.ckpt")) and time.time() < deadline:
@@ -52,30 +76,36 @@ def kill_after_checkpoint(args: list[str], checkpoints, step: int, cwd) -> None:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, corpus_cache):
-    """Uninterrupted reference runs: one process (0 workers), two under DDP, two under FSDP2."""
+    """Uninterrupted reference runs, every training scalar: one process (0 workers), two under DDP, two under
+    FSDP2; one and two processes with the step at NAN_STEP skipped."""
     references = {}
-    for processes, strategy in ((1, "ddp"), (2, "ddp"), (2, "fsdp2")):
-        tmp = tmp_path_factory.mktemp(f"reference-{processes}-{strategy}")
-        result = run_motif(["fit", *resume_args(tmp, corpus_cache, 0, processes, strategy)], cwd=tmp)
+    for processes, strategy, nan in ((1, "ddp", False), (2, "ddp", False), (2, "fsdp2", False),
+                                     (1, "ddp", True), (2, "ddp", True)):
+        tmp = tmp_path_factory.mktemp(f"reference-{processes}-{strategy}-{nan}")
+        result = fit(resume_args(tmp, corpus_cache, 0, processes, strategy), tmp, nan)
         assert result.returncode == 0, result.stderr[-3000:]
-        references[processes, strategy] = losses(tmp, 0)
-        assert sorted(references[processes, strategy]) == list(range(STEPS))
+        reference = references[processes, strategy, nan] = training_scalars(tmp, 0)
+        batches = list(range(STEPS + nan))  # a skipped step takes one more batch to reach max_steps
+        assert all(sorted(values) == batches for values in reference.values()), "not one shared step axis"
+        assert reference["train/skipped_steps"][STEPS + nan - 1] == float(nan)
     return references
 
 
-@pytest.mark.parametrize("workers,processes,strategy,kill_at", [
-    (0, 1, "ddp", 5), (1, 1, "ddp", 8), (2, 1, "ddp", 3), (0, 2, "ddp", 6), (0, 2, "fsdp2", 7)])
-def test_killed_run_resumes_exactly(workers, processes, strategy, kill_at, tmp_path, corpus_cache, uninterrupted):
+@pytest.mark.parametrize("workers,processes,strategy,kill_at,nan", [
+    (0, 1, "ddp", 5, False), (1, 1, "ddp", 8, False), (2, 1, "ddp", 3, False), (0, 2, "ddp", 6, False),
+    (0, 2, "fsdp2", 7, False), (0, 1, "ddp", 4, True), (2, 1, "ddp", 4, True), (0, 2, "ddp", 5, True)])
+def test_killed_run_resumes_exactly(workers, processes, strategy, kill_at, nan, tmp_path, corpus_cache, uninterrupted):
     args = resume_args(tmp_path, corpus_cache, workers, processes, strategy)
-    kill_after_checkpoint(["fit", *args], tmp_path / "checkpoints", kill_at, tmp_path)
-    result = run_motif(["fit", *args, "--ckpt_path", "last"], cwd=tmp_path)
+    kill_after_checkpoint(args, tmp_path / "checkpoints", kill_at, tmp_path, nan)
+    result = fit([*args, "--ckpt_path", "last"], tmp_path, nan)
     assert result.returncode == 0, result.stderr[-3000:]
-    resumed = losses(tmp_path, 1)
-    first = min(resumed)
+    resumed = training_scalars(tmp_path, 1)
+    first = min(resumed["train/loss"])
     assert kill_at - 1 <= first < STEPS - 2, resumed  # last.ckpt is written just after the step file
-    assert sorted(resumed) == list(range(first, STEPS))
-    reference = uninterrupted[processes, strategy]
-    assert {step: reference[step] for step in resumed} == resumed  # bit for bit
+    reference = uninterrupted[processes, strategy, nan]
+    assert sorted(resumed) == sorted(reference)
+    for tag, values in resumed.items():  # bit for bit, on the same steps
+        assert values == {step: reference[tag][step] for step in range(first, STEPS + nan)}, tag
 
 
 @pytest.mark.parametrize("processes,strategy", [(1, "ddp"), (2, "fsdp2")])
@@ -95,11 +125,11 @@ def test_kill_while_saving_keeps_the_previous_checkpoint(processes, strategy, tm
     checkpoints = tmp_path / "checkpoints"
     assert list(checkpoints.glob("*step=6.ckpt.partial")) and not list(checkpoints.glob("*step=6.ckpt"))
     assert os.path.realpath(checkpoints / "last.ckpt").endswith("step=5.ckpt")
-    result = run_motif(["fit", *args, "--ckpt_path", "last"], cwd=tmp_path)
+    result = fit([*args, "--ckpt_path", "last"], tmp_path, nan=False)
     assert result.returncode == 0, result.stderr[-3000:]
     resumed = losses(tmp_path, 1)
     assert min(resumed) == 5 and sorted(resumed) == list(range(5, STEPS))
-    reference = uninterrupted[processes, strategy]
+    reference = uninterrupted[processes, strategy, False]["train/loss"]
     assert {step: reference[step] for step in resumed} == resumed  # bit for bit
     kept = sorted(p.name for p in checkpoints.iterdir())
-    assert kept == ["epoch=0-step=13.ckpt", "epoch=0-step=14.ckpt", "last.ckpt"], kept  # keep_last 2, no leftovers
+    assert kept == ["last.ckpt", "step=13.ckpt", "step=14.ckpt"], kept  # keep_last 2, no leftovers
