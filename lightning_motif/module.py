@@ -17,6 +17,7 @@ from components.attention.base import Attention
 from components.optim.param_groups import motif_param_groups
 from lightning_motif.callbacks.cadence import training_batch_index
 from lightning_motif.data.batch import step_tokens
+from lightning_motif.initialization import materialize
 from lightning_motif.parallelism import ParallelismConfig, apply_parallelism
 
 NonFinitePolicy = Literal["skip", "stop"]
@@ -133,13 +134,15 @@ class MotifLM(L.LightningModule):
         self.eval_loss = torch.nn.ModuleList(MeanMetric() for _ in range(len(self.eval_domains) + 1))
 
     def configure_model(self) -> None:
+        """Build on the meta device, wrap and shard, then allocate and initialise only this rank's part on its
+        device (``initialization.materialize``: the weights depend on init_seed alone, not on the sharding or
+        on what ran before)."""
         if self.net is None:
-            # the initial weights depend on init_seed alone, not on what ran before (data preparation, say)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.init_seed)
+            with torch.device("meta"):
                 self.net = MotifForCausalLM(self.transformer_config)
             sharded = isinstance(self.trainer.strategy, ModelParallelStrategy)
             apply_parallelism(self.net, self.parallelism, self.device_mesh["data_parallel"] if sharded else None)
+            materialize(self.net, self.trainer.strategy.root_device, self.init_seed)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.net(input_ids)

@@ -1,6 +1,8 @@
 """How the network is spread over devices, applied from outside the model in torchtitan's order: per block,
 activation checkpointing, then torch.compile, then FSDP2 ``fully_shard`` (one all-gather / reduce-scatter unit
-per block), then ``fully_shard`` of the root (embeddings, final norm, lm head).
+per block); the embeddings and [final norm, lm head] are units of their own (one unit for both when the head is
+tied to the embeddings), and the root is sharded last. Applied on the meta device, before the weights exist
+(``initialization.materialize`` then allocates each rank's shards only).
 
 Sharding happens under Lightning's ``ModelParallelStrategy`` (its "data_parallel" mesh dimension, tensor
 parallel size 1); activation checkpointing and compile also apply under DDP or on a single device. Parameter
@@ -58,5 +60,11 @@ def apply_parallelism(net: MotifForCausalLM, config: ParallelismConfig, data_par
             fully_shard(block, mesh=data_parallel_mesh, mp_policy=policy,
                         reshard_after_forward=config.reshard_after_forward)
         layers[index] = block
-    if data_parallel_mesh is not None:
-        fully_shard(net, mesh=data_parallel_mesh, mp_policy=policy, reshard_after_forward=config.reshard_after_forward)
+    if data_parallel_mesh is None:
+        return
+    shard = dict(mesh=data_parallel_mesh, mp_policy=policy, reshard_after_forward=config.reshard_after_forward)
+    if not net.config.tie_word_embeddings:  # a tied matrix must stay in one unit: the root's
+        fully_shard(net.model.embed_tokens, **shard)
+        # the head's output is consumed at once by the loss: keep it gathered for the backward that follows
+        fully_shard([net.model.norm, net.lm_head], **{**shard, "reshard_after_forward": False})
+    fully_shard(net, **shard)
