@@ -87,8 +87,16 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss: torch.Tensor):
         grad_hidden, grad_weight = ctx.saved_tensors
         dh = grad_hidden * grad_loss.to(grad_hidden.dtype) if grad_hidden is not None else None
-        dw = (grad_weight * grad_loss).to(ctx.weight_dtype) if grad_weight is not None else None
+        dw = _scaled_in_blocks(grad_weight, grad_loss, ctx.weight_dtype) if grad_weight is not None else None
         return dh, dw, None, None, None
+
+
+def _scaled_in_blocks(grad: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype, rows: int = 8192) -> torch.Tensor:
+    """grad * scale in ``dtype``, a block of rows at a time: no second fp32 copy of a weight-sized gradient."""
+    out = torch.empty(grad.shape, dtype=dtype, device=grad.device)
+    for start in range(0, grad.shape[0], rows):
+        out[start:start + rows] = grad[start:start + rows] * scale
+    return out
 
 
 LossImplementation = Literal["chunked", "reference"]
