@@ -50,4 +50,4 @@ def test_stop_policy_stops_with_one_line(tmp_path, corpus_cache):
 
 def test_too_many_skips_in_a_row_stop(tmp_path, corpus_cache):
     result = fit_with_nan(tmp_path, corpus_cache, "2,3,4", ["--model.max_consecutive_skips=2"])
-    assert result.returncode == 3 and "3 non-finite steps in a row, the last at step 2" in result.stderr, result.stderr[-3000:]
+    assert result.returncode == 3 and "3 non-finite steps in a row, the last at step 4" in result.stderr, result.stderr[-3000:]
