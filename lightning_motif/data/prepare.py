@@ -3,33 +3,45 @@
     motif prepare --config experiments/data/prepare-template.yaml
 
 Output (the layout of ``token_dataset``): ``tokenizer.json``, ``<split>/<domain>/`` shards and, written last,
-``manifest.json`` with tokens, documents and skipped records per split and domain, the vocabulary size and the
-tokenizer's SHA-256. Each split/domain part is written into a temporary folder and renamed into place with a
-record of its inputs, so a re-run skips every part whose inputs are unchanged and an interrupted run never
-leaves a part that looks complete.
+``manifest.json`` with tokens, documents, skipped records and replaced bytes per split and domain, the
+vocabulary size and the tokenizer's SHA-256.
+
+Every input and the tokenizer are checked before anything is written. Each split/domain part is built in a
+staging folder with a record of its inputs and of its files' sizes and checksums; only when all of them are
+whole does the run replace the dataset's files (the manifest goes first and comes back last), so a bad input
+or a kill never damages a complete dataset, a re-run skips every part whose inputs are unchanged and whose
+files are intact, and a part cut short is rebuilt. The shards are a pure function of the inputs and the
+config: workers tokenize in parallel, one process writes in input order, whatever ``num_workers`` is.
 """
 
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import shutil
+import signal
 import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 from litdata import optimize
 from litdata.streaming.item_loader import TokensLoader
+from tqdm import tqdm
 
 from components.config_error import ConfigError
 from lightning_motif.data.sources import (
+    FIELD_PROBE_RECORDS,
+    REPLACED_BYTES,
     SUPPORTED_SUFFIXES,
     WorkItem,
     document_key,
-    first_record_fields,
+    fields_of_first_records,
     list_input_files,
     read_documents,
     split_of,
@@ -38,6 +50,9 @@ from lightning_motif.data.sources import (
 from lightning_motif.data.token_dataset import MANIFEST, TOKENIZER, Manifest
 
 PART_RECORD = ".motif-part.json"
+TOKENIZER_RECIPE = ".tokenizer-recipe.json"
+CHUNK_TOKENS = 1 << 22
+PR_SET_PDEATHSIG = 1
 DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -104,7 +119,11 @@ def _input_fingerprint(items: list[WorkItem]) -> list:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 24):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _resolve_files(config: PrepareConfig, domain: str, key: str, paths: list[str]) -> list[tuple[Path, str]]:
@@ -136,11 +155,12 @@ def plan_parts(config: PrepareConfig) -> list[_Part]:
             raise config.fail(f"domains.{domain}.paths", [], "give at least one file or folder of training documents")
         resolved = {key: _resolve_files(config, domain, key, getattr(source, key))
                     for key in ("paths", "val_paths", "test_paths")}
-        for file in {f for files in resolved.values() for f, _ in files}:
-            fields = first_record_fields(file)
-            if fields is not None and source.text_field not in fields:
+        for file in sorted({f for files in resolved.values() for f, _ in files}):
+            fields = fields_of_first_records(file, source.text_field)
+            if fields is not None:  # a record that lacks it later is skipped and counted instead
                 raise config.fail(f"domains.{domain}.text_field", source.text_field,
-                                  f"not a field of {file} (it has {fields}): set text_field to the one holding the text")
+                                  f"in none of the first {FIELD_PROBE_RECORDS} records of {file} (they have {fields}): "
+                                  "set text_field to the one holding the text")
         train_items = work_items(resolved["paths"])
         parts.append(_Part("train", domain, train_items, bool(config.val_fraction or config.test_fraction), source.text_field))
         for split, key, fraction in (("val", "val_paths", config.val_fraction), ("test", "test_paths", config.test_fraction)):
@@ -151,9 +171,27 @@ def plan_parts(config: PrepareConfig) -> list[_Part]:
     return parts
 
 
+def _die_with_parent() -> None:
+    """Worker set-up: a worker dies with ``motif prepare`` (Linux: the parent-death signal), so a killed prepare
+    leaves no process writing into its partial folders; tokenizers run one thread per worker process."""
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@lru_cache(maxsize=1)
+def _load_tokenizer(path: str):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(path)
+
+
 @dataclass
-class _TokenizePart:
-    """The litdata worker function for one part: read a work item, keep this part's documents, tokenize them."""
+class _TokenizeItem:
+    """Pool task: read one work item, keep this part's documents, tokenize them (EOS after each) into
+    ``<tokens_dir>/<index>.npz`` (all tokens, and where each document ends); returns the item's counts."""
 
     tokenizer_path: str
     eos_token_id: int
@@ -161,39 +199,39 @@ class _TokenizePart:
     val_fraction: float
     test_fraction: float
     seed: int
-    stats_dir: str
+    tokens_dir: str
 
-    def __call__(self, item: WorkItem) -> Iterator[torch.Tensor]:
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # forked workers: parallelism is already per process
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_file(self.tokenizer_path)
-        skipped, documents, tokens = Counter(), 0, 0
-        batch: list[str] = []
-
-        def encoded(texts: list[str]) -> Iterator[torch.Tensor]:
-            for encoding in tokenizer.encode_batch(texts):
-                yield torch.tensor([*encoding.ids, self.eos_token_id], dtype=torch.int32)
-
-        for position, text in read_documents(item, self.part.text_field, skipped):
-            if self.part.select_by_fraction:
-                key = document_key(item, position)
-                if split_of(key, self.seed, self.val_fraction, self.test_fraction) != self.part.split:
-                    continue
-            batch.append(text)
-            if len(batch) == 64:
-                for ids in encoded(batch):
-                    documents, tokens = documents + 1, tokens + len(ids)
-                    yield ids
-                batch = []
-        for ids in encoded(batch):
-            documents, tokens = documents + 1, tokens + len(ids)
-            yield ids
+    def __call__(self, indexed: tuple[int, WorkItem]) -> dict:
+        index, item = indexed
+        tokenizer = _load_tokenizer(self.tokenizer_path)
+        counts: Counter = Counter()
+        texts = []
+        for position, text in read_documents(item, self.part.text_field, counts):
+            if self.part.select_by_fraction and split_of(document_key(item, position), self.seed, self.val_fraction,
+                                                         self.test_fraction) != self.part.split:
+                continue
+            texts.append(text)
+        ids = [np.array([*encoding.ids, self.eos_token_id], dtype=np.int32)
+               for start in range(0, len(texts), 64) for encoding in tokenizer.encode_batch(texts[start:start + 64])]
+        path = os.path.join(self.tokens_dir, f"{index:08d}.npz")
+        np.savez(path, tokens=np.concatenate(ids) if ids else np.zeros(0, np.int32),
+                 ends=np.cumsum([len(x) for x in ids], dtype=np.int64))
+        replaced = counts.pop(REPLACED_BYTES, 0)
         if self.part.select_by_fraction and self.part.split != "train":
-            skipped = Counter()  # the train part reads the same records and reports them once
-        name = hashlib.sha1(f"{item}".encode()).hexdigest()
-        Path(self.stats_dir, f"{name}.json").write_text(
-            json.dumps({"documents": documents, "tokens": tokens, "skipped": dict(skipped)}))
+            counts, replaced = Counter(), 0  # the train part reads the same records and reports them once
+        return {"path": path, "documents": len(ids), "tokens": int(sum(len(x) for x in ids)),
+                "skipped": dict(counts), "replaced_bytes": replaced}
+
+
+def _documents_of(path: str) -> Iterator[torch.Tensor]:
+    """litdata's writer function: the documents of one tokenized work item, in order."""
+    _die_with_parent()
+    with np.load(path) as data:
+        tokens, ends = data["tokens"], data["ends"]
+    start = 0
+    for end in ends.tolist():
+        yield torch.from_numpy(tokens[start:end])
+        start = end
 
 
 def _training_texts(config: PrepareConfig, parts: list[_Part]) -> Iterator[str]:
@@ -214,108 +252,212 @@ def _training_texts(config: PrepareConfig, parts: list[_Part]) -> Iterator[str]:
                 break
 
 
-def _prepare_tokenizer(config: PrepareConfig, parts: list[_Part], output: Path):
+@dataclass
+class _TokenizerChoice:
+    """The tokenizer this run tokenizes with: ``path`` is the dataset's own tokenizer.json when it is up to date,
+    else a staged file that ``commit`` moves into place (with the recipe of a trained one)."""
+
+    path: Path
+    tokenizer: object
+    eos: int
+    staged: bool
+    recipe: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        return _sha256(self.path)
+
+    def commit(self, output: Path) -> None:
+        if not self.staged:
+            return
+        os.replace(self.path, output / TOKENIZER)
+        self.path, self.staged = output / TOKENIZER, False
+        recipe = output / TOKENIZER_RECIPE  # after the tokenizer: a kill in between leaves a recipe that retrains
+        if self.recipe is None:
+            recipe.unlink(missing_ok=True)
+        else:
+            recipe.write_text(self.recipe)
+
+
+def _readable_tokenizer(path: Path):
+    """The tokenizer at ``path``, or None when it cannot be read as one."""
     from tokenizers import Tokenizer
 
-    target = output / TOKENIZER
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception:  # tokenizers raises its own exception type for a truncated or foreign file
+        return None
+
+
+def _choose_tokenizer(config: PrepareConfig, parts: list[_Part], output: Path) -> _TokenizerChoice:
+    """Check (or train, staged) the tokenizer; nothing in ``output`` is replaced here."""
+    target, staged = output / TOKENIZER, output / f".partial-{TOKENIZER}"
     if config.tokenizer is not None:
         source = Path(config.tokenizer).expanduser()
         if not source.is_file():
             raise config.fail("tokenizer", config.tokenizer, "no such tokenizer.json: fix the path, or unset it to train one")
-        if not target.exists() or _sha256(target) != _sha256(source):
-            shutil.copyfile(source, target)
-        tokenizer = Tokenizer.from_file(str(target))
+        tokenizer = _readable_tokenizer(source)
+        if tokenizer is None:
+            raise config.fail("tokenizer", config.tokenizer, "cannot be read as a Hugging Face tokenizer.json (cut short, "
+                              "or another file): give a complete tokenizer.json, or unset it to train one")
+        choice = _TokenizerChoice(target, tokenizer, -1, staged=False)
+        if not target.is_file() or _sha256(target) != _sha256(source):
+            shutil.copyfile(source, staged)
+            choice.path, choice.staged = staged, True
     else:
         from lightning_motif.data.tokenizer_training import train_bpe_tokenizer
 
         if config.model_vocab_size is not None and config.vocab_size > config.model_vocab_size:
             raise config.fail("vocab_size", config.vocab_size,
                               f"larger than the model's vocabulary ({config.model_vocab_size}): lower vocab_size")
-        recipe = output / ".tokenizer-recipe.json"
-        wanted = json.dumps({"vocab": config.vocab_size, "eos": config.eos_token, "bytes": config.tokenizer_training_bytes,
+        recipe = json.dumps({"vocab": config.vocab_size, "eos": config.eos_token, "bytes": config.tokenizer_training_bytes,
                              "inputs": [_input_fingerprint(p.items) for p in parts if p.split == "train"]})
-        if target.exists() and recipe.exists() and recipe.read_text() == wanted:
+        recipe_path = output / TOKENIZER_RECIPE
+        current = _readable_tokenizer(target) if target.is_file() else None
+        if current is not None and recipe_path.is_file() and recipe_path.read_text() == recipe:
             _say(config, f"[prepare] tokenizer: up to date ({target})")
-            tokenizer = Tokenizer.from_file(str(target))
+            choice = _TokenizerChoice(target, current, -1, staged=False, recipe=recipe)
         else:
             _say(config, f"[prepare] tokenizer: training a byte-level BPE of {config.vocab_size} tokens on the inputs")
-            tokenizer = train_bpe_tokenizer(_training_texts(config, parts), config.vocab_size, config.eos_token, target)
-            recipe.write_text(wanted)
-    eos = tokenizer.token_to_id(config.eos_token)
+            tokenizer = train_bpe_tokenizer(_training_texts(config, parts), config.vocab_size, config.eos_token, staged)
+            choice = _TokenizerChoice(staged, tokenizer, -1, staged=True, recipe=recipe)
+    eos = choice.tokenizer.token_to_id(config.eos_token)
     if eos is None:
         raise config.fail("eos_token", config.eos_token, "not in the tokenizer's vocabulary: set eos_token to one of its special tokens")
-    vocab_size = tokenizer.get_vocab_size()
+    vocab_size = choice.tokenizer.get_vocab_size()
     if config.model_vocab_size is not None and vocab_size > config.model_vocab_size:
         raise config.fail("model_vocab_size", config.model_vocab_size,
                           f"the tokenizer has {vocab_size} tokens: use a model with vocab_size >= {vocab_size}")
-    return tokenizer, eos
+    choice.eos = eos
+    return choice
 
 
-def _write_part(config: PrepareConfig, part: _Part, output: Path, tokenizer_sha: str, eos: int) -> dict:
-    final = output / part.split / part.domain
-    fingerprint = {
-        "inputs": _input_fingerprint(part.items), "text_field": part.text_field, "tokenizer": tokenizer_sha,
-        "eos": eos, "split_rule": [part.select_by_fraction, config.val_fraction, config.test_fraction, config.seed],
-    }
+def _part_files(folder: Path) -> dict[str, list]:
+    """{file name: [bytes, SHA-256]} of a part's shard files (its record excluded)."""
+    return {path.name: [path.stat().st_size, _sha256(path)]
+            for path in sorted(folder.iterdir()) if path.is_file() and path.name != PART_RECORD}
+
+
+def _intact_record(config: PrepareConfig, part: _Part, final: Path, fingerprint: dict) -> dict | None:
+    """The part's record when it was written from the same inputs and its files still match what was written
+    (sizes and checksums): a part cut short or altered since is rebuilt."""
     record_path = final / PART_RECORD
-    if record_path.is_file():
-        record = json.loads(record_path.read_text())
-        if record["fingerprint"] == json.loads(json.dumps(fingerprint)):
-            _say(config, f"[prepare] {part.split}/{part.domain}: up to date, skipped")
-            return record
+    if not record_path.is_file():
+        return None
+    record = json.loads(record_path.read_text())
+    if record.get("fingerprint") != json.loads(json.dumps(fingerprint)):
+        return None
+    if record.get("files") != _part_files(final):
+        _say(config, f"[prepare] {part.split}/{part.domain}: its files differ from what was written: rebuilding")
+        return None
+    return record
+
+
+def _build_part(config: PrepareConfig, part: _Part, output: Path, tokenizer: _TokenizerChoice, fingerprint: dict) -> tuple[Path, dict]:
+    """Tokenize ``part`` into a staging folder; the shards are a pure function of the inputs and the config: the
+    workers tokenize the work items in parallel, one process writes them in input order."""
     partial = output / f".partial-{part.split}-{part.domain}"
-    shutil.rmtree(partial, ignore_errors=True)
-    stats_dir = partial / ".stats"
-    stats_dir.mkdir(parents=True)
-    _say(config, f"[prepare] {part.split}/{part.domain}: tokenizing {len(part.items)} work items")
-    fork_is_safe = sys.platform == "linux" and not torch.cuda.is_initialized()
-    optimize(
-        fn=_TokenizePart(str(output / TOKENIZER), eos, part, config.val_fraction, config.test_fraction, config.seed,
-                         str(stats_dir)),
-        inputs=part.items, output_dir=str(partial), chunk_size=1 << 22, item_loader=TokensLoader(),
-        num_workers=min(config.num_workers, len(part.items)), mode="overwrite",
-        start_method="fork" if fork_is_safe else None, verbose=config.verbose,
-    )
-    totals, skipped = Counter(), Counter()
-    for stats_file in stats_dir.iterdir():
-        stats = json.loads(stats_file.read_text())
-        totals.update(documents=stats["documents"], tokens=stats["tokens"])
-        skipped.update(stats["skipped"])
-    shutil.rmtree(stats_dir)
-    record = {"fingerprint": fingerprint, "documents": totals["documents"], "tokens": totals["tokens"],
-              "skipped": dict(skipped)}
-    (partial / PART_RECORD).write_text(json.dumps(record))
-    shutil.rmtree(final, ignore_errors=True)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(partial, final)
-    return json.loads(json.dumps(record))
+    tokens_dir = output / f".partial-{part.split}-{part.domain}.tokens"
+    for stale in (partial, tokens_dir):  # left by an interrupted run
+        shutil.rmtree(stale, ignore_errors=True)
+    tokens_dir.mkdir(parents=True)
+    task = _TokenizeItem(str(tokenizer.path), tokenizer.eos, part, config.val_fraction, config.test_fraction,
+                         config.seed, str(tokens_dir))
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" and not torch.cuda.is_initialized() else "spawn")
+    with context.Pool(min(config.num_workers, len(part.items)), initializer=_die_with_parent) as pool:
+        results = list(tqdm(pool.imap(task, enumerate(part.items)), total=len(part.items), unit="item",
+                            desc=f"[prepare] {part.split}/{part.domain}", disable=not config.verbose))
+    optimize(fn=_documents_of, inputs=[r["path"] for r in results], output_dir=str(partial), chunk_size=CHUNK_TOKENS,
+             item_loader=TokensLoader(), num_workers=1, mode="overwrite", verbose=False,
+             start_method=context.get_start_method())
+    shutil.rmtree(tokens_dir)
+    index_path = partial / "index.json"  # litdata stamps the write time: replace it by the content's digest
+    index = json.loads(index_path.read_text())
+    index["updated_at"] = hashlib.sha256(json.dumps(index["chunks"]).encode()).hexdigest()[:16]
+    index_path.write_text(json.dumps(index, sort_keys=True))
+    skipped: Counter = Counter()
+    for result in results:
+        skipped.update(result["skipped"])
+    record = {"fingerprint": fingerprint, "documents": sum(r["documents"] for r in results),
+              "tokens": sum(r["tokens"] for r in results), "skipped": dict(sorted(skipped.items())),
+              "replaced_bytes": sum(r["replaced_bytes"] for r in results), "files": _part_files(partial)}
+    (partial / PART_RECORD).write_text(json.dumps(record, sort_keys=True))
+    return partial, json.loads(json.dumps(record))
 
 
-def prepare(config: PrepareConfig) -> Manifest:
-    """Check the inputs, make or load the tokenizer, write every part that is missing or stale, then the manifest."""
-    parts = plan_parts(config)
-    output = Path(config.output_dir).expanduser()
-    output.mkdir(parents=True, exist_ok=True)
-    (output / MANIFEST).unlink(missing_ok=True)  # the manifest marks a complete dataset: gone until it is again
-    tokenizer, eos = _prepare_tokenizer(config, parts, output)
-    tokenizer_sha = _sha256(output / TOKENIZER)
-    records = {(p.split, p.domain): _write_part(config, p, output, tokenizer_sha, eos) for p in parts}
-    empty = [domain for (split, domain), r in records.items() if split == "train" and r["tokens"] == 0]
-    if empty:
-        raise config.fail(f"domains.{empty[0]}.paths", config.domains[empty[0]].paths,
-                          f"no usable documents (skipped: {records[('train', empty[0])]['skipped']})")
-    manifest = Manifest(
-        vocab_size=tokenizer.get_vocab_size(), eos_token_id=eos, tokenizer_sha256=tokenizer_sha,
-        tokens=_by_split(records, "tokens"), documents=_by_split(records, "documents"),
-        skipped=_by_split(records, "skipped"), source=json.dumps(asdict(config), sort_keys=True),
-    )
+def _check_splits(config: PrepareConfig, records: dict) -> None:
+    """Every domain has training tokens, and every held-out split asked for has documents in every domain (a
+    validation loss over fewer domains is not comparable to one over all of them)."""
+    for (split, domain), record in records.items():
+        if record["documents"] > 0:
+            continue
+        source = config.domains[domain]
+        if split == "train":
+            raise config.fail(f"domains.{domain}.paths", source.paths, f"no usable documents (skipped: {record['skipped']})")
+        if getattr(source, f"{split}_paths"):
+            raise config.fail(f"domains.{domain}.{split}_paths", getattr(source, f"{split}_paths"), "no usable documents")
+        raise config.fail(f"{split}_fraction", getattr(config, f"{split}_fraction"),
+                          f"domain '{domain}' got no {split} documents: raise {split}_fraction or give domains.{domain}.{split}_paths")
+
+
+def _commit(output: Path, tokenizer: _TokenizerChoice, staged: dict, manifest: Manifest) -> None:
+    """Move the staged tokenizer and parts into place, then write the manifest; the old manifest goes first, so a
+    kill in between leaves a dataset that says it is incomplete (and a re-run that completes it). A dataset
+    already up to date is left as it is."""
+    if not staged and not tokenizer.staged and (output / MANIFEST).is_file() and Manifest.load(output) == manifest:
+        return
+    (output / MANIFEST).unlink(missing_ok=True)
+    tokenizer.commit(output)
+    for (split, domain), partial in staged.items():
+        final = output / split / domain
+        shutil.rmtree(final, ignore_errors=True)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial, final)
     tmp = output / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(asdict(manifest), indent=2) + "\n")
     os.replace(tmp, output / MANIFEST)
+
+
+def prepare(config: PrepareConfig) -> Manifest:
+    """Check every input (and the tokenizer) before anything is written, build the parts that are missing, stale
+    or damaged in staging folders, and only then replace the dataset's files and write its manifest."""
+    parts = plan_parts(config)
+    output = Path(config.output_dir).expanduser()
+    output.mkdir(parents=True, exist_ok=True)
+    tokenizer = _choose_tokenizer(config, parts, output)
+    staged: dict[tuple[str, str], Path] = {}
+    try:
+        tokenizer_sha = tokenizer.sha256
+        records = {}
+        for part in parts:
+            fingerprint = {"inputs": _input_fingerprint(part.items), "text_field": part.text_field,
+                           "tokenizer": tokenizer_sha, "eos": tokenizer.eos,
+                           "split_rule": [part.select_by_fraction, config.val_fraction, config.test_fraction, config.seed]}
+            key = (part.split, part.domain)
+            record = _intact_record(config, part, output / part.split / part.domain, fingerprint)
+            if record is not None:
+                _say(config, f"[prepare] {part.split}/{part.domain}: up to date, skipped")
+            else:
+                staged[key], record = _build_part(config, part, output, tokenizer, fingerprint)
+            records[key] = record
+        _check_splits(config, records)
+        manifest = Manifest(
+            vocab_size=tokenizer.tokenizer.get_vocab_size(), eos_token_id=tokenizer.eos, tokenizer_sha256=tokenizer_sha,
+            tokens=_by_split(records, "tokens"), documents=_by_split(records, "documents"),
+            skipped=_by_split(records, "skipped"), replaced_bytes=_by_split(records, "replaced_bytes"),
+            source=json.dumps(asdict(config), sort_keys=True),
+        )
+        _commit(output, tokenizer, staged, manifest)
+    finally:
+        for partial in staged.values():  # left only when something failed before the commit
+            shutil.rmtree(partial, ignore_errors=True)
+        if tokenizer.staged:
+            tokenizer.path.unlink(missing_ok=True)
     for split, by_domain in manifest.tokens.items():
         for domain, tokens in by_domain.items():
-            skipped = manifest.skipped[split][domain]
+            skipped, replaced = manifest.skipped[split][domain], manifest.replaced_bytes[split][domain]
             note = f", skipped {sum(skipped.values())} ({', '.join(f'{k}: {v}' for k, v in sorted(skipped.items()))})" if skipped else ""
+            note += f", {replaced} invalid UTF-8 bytes replaced" if replaced else ""
             _say(config, f"[prepare] {split}/{domain}: {manifest.documents[split][domain]} documents, {tokens} tokens{note}")
     return manifest
 

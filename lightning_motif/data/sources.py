@@ -2,7 +2,9 @@
 field) and .parquet (text in a named column), split into work items that processes can share.
 
 Bad records are skipped and counted by reason (``invalid_utf8``, ``invalid_json``, ``missing_field``,
-``empty``), so one broken line never stops a run and the manifest says how much was lost.
+``empty``), so one broken line never stops a run and the manifest says how much was lost. A .txt file is one
+whole document: bytes that are not UTF-8 are replaced (U+FFFD) and counted (``replaced_bytes``) rather than
+dropping the document for them.
 """
 
 import hashlib
@@ -15,6 +17,10 @@ from pathlib import Path
 SUPPORTED_SUFFIXES = (".txt", ".jsonl", ".parquet")
 JSONL_RANGE_BYTES = 64 << 20
 """Large .jsonl files are read as several work items of about this many bytes, cut at line starts."""
+FIELD_PROBE_RECORDS = 100
+"""A text field absent from all of a file's first records is a config mistake (refused); one missing later, or
+in some of them, is a broken record (skipped and counted)."""
+REPLACED_BYTES = "replaced_bytes"
 
 
 @dataclass(frozen=True)
@@ -59,22 +65,32 @@ def work_items(files: list[tuple[Path, str]]) -> list[WorkItem]:
     return items
 
 
-def first_record_fields(file: Path) -> list[str] | None:
-    """Field names of the first record of a .jsonl or .parquet file (None for .txt or an unreadable first line)."""
+def fields_of_first_records(file: Path, text_field: str) -> list[str] | None:
+    """The field names seen in the first FIELD_PROBE_RECORDS records of a .jsonl file (the columns of a .parquet
+    file) when ``text_field`` is in none of them; None when it is there, or for .txt, or when no record parses."""
     if file.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return list(pq.ParquetFile(file).schema_arrow.names)
-    if file.suffix == ".jsonl":
-        with file.open("rb") as handle:
-            for line in handle:
-                if line.strip():
-                    try:
-                        record = json.loads(line)
-                    except (ValueError, UnicodeDecodeError):
-                        return None
-                    return list(record) if isinstance(record, dict) else []
-    return None
+        names = list(pq.ParquetFile(file).schema_arrow.names)
+        return None if text_field in names else names
+    if file.suffix != ".jsonl":
+        return None
+    seen: dict[str, None] = {}
+    records = 0
+    with file.open("rb") as handle:
+        for line in handle:
+            if records == FIELD_PROBE_RECORDS:
+                break
+            try:
+                record = json.loads(line)
+            except (ValueError, UnicodeDecodeError):
+                continue
+            if isinstance(record, dict):
+                records += 1
+                if text_field in record:
+                    return None
+                seen.update(dict.fromkeys(record))
+    return list(seen) if seen else None
 
 
 def document_key(item: WorkItem, position: int) -> bytes:
@@ -92,11 +108,9 @@ def split_of(key: bytes, seed: int, val_fraction: float, test_fraction: float) -
 def read_documents(item: WorkItem, text_field: str, skipped: Counter) -> Iterator[tuple[int, str]]:
     """Yield (position, text) for each document of ``item``; count skipped records in ``skipped``."""
     if item.kind == "txt":
-        try:
-            text = Path(item.path).read_bytes().decode("utf-8")
-        except UnicodeDecodeError:
-            skipped["invalid_utf8"] += 1
-            return
+        text, replaced = decode_replacing(Path(item.path).read_bytes())
+        if replaced:
+            skipped[REPLACED_BYTES] += replaced
         if text.strip():
             yield 0, text
         else:
@@ -155,3 +169,11 @@ def _read_parquet(item: WorkItem, text_field: str, skipped: Counter) -> Iterator
             skipped["empty"] += 1
         else:
             yield item.start * (1 << 32) + row, text
+
+
+def decode_replacing(data: bytes) -> tuple[str, int]:
+    """UTF-8 text with each undecodable byte run replaced by U+FFFD, and how many bytes were replaced: what the
+    text keeps re-encodes to the same bytes, and each inserted U+FFFD to three."""
+    text = data.decode("utf-8", errors="replace")
+    inserted = text.count("\ufffd") - data.count("\ufffd".encode())
+    return text, len(data) - (len(text.encode("utf-8")) - 3 * inserted)

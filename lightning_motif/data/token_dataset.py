@@ -6,7 +6,7 @@
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.config_error import ConfigError
@@ -29,6 +29,8 @@ class Manifest:
     """skipped[split][domain][reason]: records left out (invalid_utf8, invalid_json, missing_field, empty)."""
     source: str
     """The prepare config that made the dataset (JSON)."""
+    replaced_bytes: dict[str, dict[str, int]] = field(default_factory=dict)
+    """replaced_bytes[split][domain]: bytes of .txt documents that were not UTF-8, replaced by U+FFFD."""
 
     @property
     def domains(self) -> list[str]:

@@ -1,6 +1,7 @@
 """``motif prepare`` on small corpora of every supported format, re-runs, interruptions and bad inputs."""
 
 import json
+from dataclasses import asdict
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from tokenizers import Tokenizer
 
 from components.config_error import ConfigError
 from lightning_motif.data.prepare import DomainSource, PrepareConfig, prepare
-from lightning_motif.data.token_dataset import MANIFEST, TOKENIZER, Manifest
+from lightning_motif.data.token_dataset import MANIFEST, TOKENIZER, Manifest, verify_shards
 from lightning_motif.data.tokenizer_training import train_bpe_tokenizer
 from motif_cli import motif_command
 
@@ -29,8 +30,8 @@ def sentence(i: int, n: int = 40) -> str:
 
 @pytest.fixture
 def corpus(tmp_path):
-    """web: .jsonl with text under "content" plus broken lines; books: a folder of .txt (one undecodable);
-    wiki: .parquet. Returns (root, the valid documents per domain)."""
+    """web: .jsonl with text under "content" plus broken lines; books: a folder of .txt (one with a Latin-1 byte,
+    kept with the byte replaced); wiki: .parquet. Returns (root, the documents per domain)."""
     root = tmp_path / "raw"
     (root / "books").mkdir(parents=True)
     web = [sentence(i) for i in range(120)]
@@ -46,6 +47,7 @@ def corpus(tmp_path):
     for i, text in enumerate(books):
         (root / "books" / f"{i:02d}.txt").write_text(text)
     (root / "books" / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    books.append("caf\ufffd")
     wiki = [sentence(2000 + i, 80) for i in range(60)]
     table = pa.table({"text": wiki, "n": list(range(60))})
     pq.write_table(table, root / "wiki.parquet", row_group_size=25)
@@ -88,7 +90,7 @@ def test_prepare_tokenizes_every_format_and_counts_exactly(corpus, tmp_path):
         train = read_all_tokens(out / "train" / domain)
         assert len(train) <= manifest.tokens["train"][domain] and train.count(eos) >= 1
     assert manifest.skipped["train"]["web"] == {"invalid_json": 1, "missing_field": 1, "invalid_utf8": 1, "empty": 1}
-    assert manifest.skipped["train"]["books"] == {"invalid_utf8": 1}
+    assert manifest.skipped["train"]["books"] == {} and manifest.replaced_bytes["train"]["books"] == 1
     assert manifest.skipped["val"]["web"] == {}
     assert manifest.tokenizer_sha256 and Manifest.load(out) == manifest
 
@@ -115,7 +117,22 @@ def test_rerun_skips_finished_parts_and_rebuilds_changed_ones(corpus, tmp_path, 
     assert {p.parent.name for p in changed} == {"books"}
 
 
-def test_killed_prepare_leaves_no_complete_looking_part_and_resumes(tmp_path):
+def processes_in_group(group: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_killed_prepare_takes_its_workers_along_leaves_no_complete_looking_part_and_resumes(tmp_path):
+    """SIGKILL of the ``motif prepare`` process alone (as the OOM killer does) while its worker tokenizes: the
+    worker dies with it, nothing looks complete, and a re-run finishes the dataset."""
     raw = tmp_path / "big.jsonl"
     with raw.open("w") as f:
         for i in range(60_000):
@@ -127,18 +144,24 @@ def test_killed_prepare_leaves_no_complete_looking_part_and_resumes(tmp_path):
     process = subprocess.Popen(motif_command() + ["prepare", "--config", str(settings)], start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not (out / ".partial-train-big").exists() and time.time() < deadline and process.poll() is None:
+    while not (out / ".partial-train-big.tokens").exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.02)
-    time.sleep(0.5)  # into the tokenizing and writing of the part
+    time.sleep(0.5)  # into the tokenizing of the part
     assert process.poll() is None, "prepare finished before it could be interrupted"
-    os.killpg(process.pid, signal.SIGKILL)
+    assert len(processes_in_group(process.pid)) >= 2, "no worker process to orphan"
+    os.kill(process.pid, signal.SIGKILL)
     process.wait()
+    deadline = time.time() + 2  # the parent-death signal acts at once; the tokenizing alone takes longer
+    while processes_in_group(process.pid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert processes_in_group(process.pid) == [], "a worker outlived motif prepare"
     assert not (out / MANIFEST).exists()
     assert not (out / "train" / "big").exists() or (out / "train" / "big" / ".motif-part.json").exists()
     result = subprocess.run(motif_command() + ["prepare", "--config", str(settings)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     manifest = Manifest.load(out)
     assert manifest.documents["train"]["big"] + manifest.documents["val"]["big"] == 60_000
+    assert not list(out.glob(".partial-*"))
 
 
 BAD = {
@@ -147,7 +170,7 @@ BAD = {
     "no-supported-files": (lambda root: dict(domains={"web": DomainSource(paths=[str(root / "empty")])}),
                            "no .txt/.jsonl/.parquet files there"),
     "missing-field": (lambda root: dict(domains={"web": DomainSource(paths=[str(root / "web.jsonl")], text_field="text")}),
-                      "PrepareConfig.domains.web.text_field = 'text': not a field of"),
+                      "PrepareConfig.domains.web.text_field = 'text': in none of the first 100 records of"),
     "vocab-larger-than-model": (lambda root: dict(vocab_size=400, model_vocab_size=256), "PrepareConfig.vocab_size = 400"),
     "eos-not-in-tokenizer": (lambda root: dict(tokenizer=str(root / "small-tokenizer.json"), eos_token="</s>"),
                              "PrepareConfig.eos_token = '</s>'"),
@@ -172,8 +195,8 @@ def test_bad_inputs_fail_before_work_with_the_field_named(case, corpus, tmp_path
 
 def test_corpus_with_no_usable_documents_is_an_error(tmp_path):
     (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "a.txt").write_bytes(b"\xff\xfe\xfa")
-    with pytest.raises(ConfigError, match=r"no usable documents \(skipped: \{'invalid_utf8': 1\}\)"):
+    (tmp_path / "bad" / "a.jsonl").write_bytes(b"{not json\n{\"text\": \"\\xff\"\n")
+    with pytest.raises(ConfigError, match=r"no usable documents \(skipped: \{'invalid_json': 2\}\)"):
         prepare(PrepareConfig(output_dir=str(tmp_path / "out"), domains={"bad": DomainSource(paths=[str(tmp_path / "bad")])},
                               tokenizer=None, vocab_size=300, val_fraction=0.0, verbose=False))
 
@@ -184,3 +207,69 @@ def test_cli_reports_a_bad_input_on_one_line(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("motif: error: PrepareConfig.domains.web.paths = ")
+
+
+def test_shards_are_the_same_bytes_whatever_the_workers(corpus, tmp_path):
+    """The dataset is a pure function of the inputs and the config: 1, 2 and 4 workers write byte-identical files
+    (the manifest differs only in the config it records). Several work items per domain (a .parquet of three row
+    groups, a folder of 41 .txt files) so that the workers really share a part."""
+    root, _ = corpus
+
+    def files(out: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != MANIFEST}
+
+    outputs = {}
+    for workers in (1, 2, 4):
+        manifest = prepare(config(root, tmp_path / f"out{workers}", num_workers=workers))
+        outputs[workers] = (files(tmp_path / f"out{workers}"), {**asdict(manifest), "source": None})
+    assert len(outputs[1][0]) > 10
+    assert outputs[1] == outputs[2] == outputs[4]
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``folder``: its bytes and modification time (a rewrite with equal bytes shows too)."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_a_bad_tokenizer_leaves_a_complete_dataset_untouched(damage, corpus, tmp_path):
+    root, _ = corpus
+    out = tmp_path / "out"
+    prepare(config(root, out))
+    before = snapshot(out)
+    bad = tmp_path / "tokenizer.json"
+    good = (out / TOKENIZER).read_bytes()
+    bad.write_bytes(good[: len(good) // 2] if damage == "truncated" else b'{"model": "not a tokenizer"}')
+    with pytest.raises(ConfigError, match=r"^PrepareConfig.tokenizer = .*cannot be read as a Hugging Face tokenizer.json"):
+        prepare(config(root, out, tokenizer=str(bad)))
+    assert snapshot(out) == before
+    assert prepare(config(root, out)) == Manifest.load(out)  # the original config still finds everything up to date
+    assert snapshot(out) == before
+
+
+def test_a_shard_cut_short_is_rebuilt_by_the_next_prepare(corpus, tmp_path):
+    root, _ = corpus
+    out = tmp_path / "out"
+    prepare(config(root, out))
+    chunk = sorted((out / "train" / "books").glob("*.bin"))[0]
+    whole = chunk.read_bytes()
+    chunk.write_bytes(whole[:-100])
+    with pytest.raises(ConfigError, match="cut short"):
+        verify_shards(str(out / "train" / "books"))
+    prepare(config(root, out))
+    assert chunk.read_bytes() == whole
+    flipped = bytearray(whole)
+    flipped[10] ^= 1  # same size, other content: the checksum recorded at write time catches it
+    chunk.write_bytes(bytes(flipped))
+    prepare(config(root, out))
+    assert chunk.read_bytes() == whole
+
+
+def test_an_empty_validation_split_stops_prepare(corpus, tmp_path):
+    root, _ = corpus
+    (root / "one").mkdir()
+    (root / "one" / "doc.txt").write_text(sentence(7))  # held out by the hash: train (val_fraction 0.1)
+    domains = {**config(root, tmp_path / "out").domains, "one": DomainSource(paths=[str(root / "one")])}
+    with pytest.raises(ConfigError, match=r"^PrepareConfig.val_fraction = 0.1: domain 'one' got no val documents"):
+        prepare(config(root, tmp_path / "out", domains=domains))
+    assert not (tmp_path / "out" / MANIFEST).exists() and not list((tmp_path / "out").glob(".partial-*"))
