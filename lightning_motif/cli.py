@@ -12,11 +12,16 @@ a run stopped by non-finite training (``model.on_nonfinite``) ends with ``motif:
 """
 
 import re
+import shutil
 import sys
 from dataclasses import fields
+from pathlib import Path
+
+import yaml
 
 from jsonargparse import ActionConfigFile
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from components.attention.base import AttentionConfig
@@ -141,20 +146,61 @@ class MotifCLI(LightningCLI):
         if config is not None and config.get("ckpt_path") == "last":
             continue_newest_run(config.trainer)
 
-    def _check_data_fits_model(self) -> None:
-        """Refuse data the model cannot take before the trainer starts (and so before anything is written)."""
-        check = getattr(self.datamodule, "check_fits", None)
-        if check is not None:
-            check(self.model)
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI would replace the model config by the hyper-parameters saved in the ``--ckpt_path``
+        checkpoint; here the config given is the config used, and a checkpoint of another model shape is refused
+        (``_check_before_run``, for every path form)."""
 
     def _check_before_run(self) -> None:
-        """Data and checkpoint checks, before the trainer starts (and so before anything is written)."""
-        self._check_data_fits_model()
-        checkpoint = resolve_checkpoint(self.trainer, self.config[self.subcommand].get("ckpt_path"))
+        """Data, run-length and checkpoint checks, before the trainer starts (and so before anything is written)."""
+        check_fits = getattr(self.datamodule, "check_fits", None)
+        if check_fits is not None:
+            check_fits(self.model)
+        if self.subcommand == "fit" and hasattr(self.datamodule, "check_max_steps"):
+            self.datamodule.check_max_steps(self.trainer.max_steps)
+        checkpoint = resolve_checkpoint(self.trainer, self.config[self.subcommand].get("ckpt_path"), self.subcommand)
         if checkpoint is not None:
-            check_checkpoint_matches(checkpoint, self.model.hparams.get("transformer"))
+            check_checkpoint_matches(checkpoint, self.model.hparams.get("transformer"), self.subcommand)
 
     before_fit = before_validate = before_test = _check_before_run
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run ``subcommand``; a run that fails before its first optimizer step leaves no run folder behind (the
+        topmost folder of its log dir that did not exist before, unless it holds a checkpoint)."""
+        fresh = _first_missing_folder(Path(self.trainer.log_dir)) if self.trainer.log_dir else None
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException:
+            if fresh is not None and fresh.is_dir() and self.trainer.is_global_zero and self.trainer.global_step == 0 \
+                    and not any(fresh.rglob("*.ckpt")):
+                shutil.rmtree(fresh, ignore_errors=True)
+            raise
+
+
+def _first_missing_folder(path: Path) -> Path | None:
+    """The topmost folder on ``path`` that does not exist yet (None when ``path`` exists)."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def check_yaml_files(args: list[str]) -> None:
+    """Raise ConfigError for an argument that names a YAML file which does not parse, with its file, line and
+    column (the config parser reads files as strings and would report neither)."""
+    for arg in args:
+        path = Path(arg.split("=", 1)[-1])
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            try:
+                yaml.safe_load(path.read_text())
+            except yaml.YAMLError as error:
+                mark = getattr(error, "problem_mark", None)
+                where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "it"
+                problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+                raise ConfigError("config", "file", str(path), f"{where}: {problem} (YAML indents with spaces, not tabs)"
+                                  if "\t" in path.read_text() else f"{where}: {problem}") from None
 
 
 def _config_error_within(error: BaseException) -> str | None:
@@ -168,11 +214,18 @@ def _config_error_within(error: BaseException) -> str | None:
     return quoted[0] if quoted else None
 
 
+def _error(prefix: str, message: str) -> None:
+    """One line on stderr, from one process: other ranks of a multi-process run fail alike but stay silent."""
+    if rank_zero_only.rank == 0:
+        print(f"motif: {prefix}: {message}", file=sys.stderr)
+
+
 def main(args: list[str] | None = None) -> None:
     """``args`` replaces the command line (tests and scripts); None reads ``sys.argv``."""
     given = sys.argv[1:] if args is None else args
     configure_parsing()
     try:
+        check_yaml_files(given)
         if given[:1] and given[0] in PROJECT_COMMANDS:
             PROJECT_COMMANDS[given[0]][2](given[1:])
             return
@@ -197,10 +250,10 @@ def main(args: list[str] | None = None) -> None:
         reason = _config_error_within(error)
         if reason is None:
             raise
-        print(f"motif: error: {reason}", file=sys.stderr)
+        _error("error", reason)
         sys.exit(EXIT_CONFIG_ERROR)
     except NonFiniteTrainingError as error:
-        print(f"motif: stopped: {error}", file=sys.stderr)
+        _error("stopped", str(error))
         sys.exit(EXIT_STOPPED)
 
 

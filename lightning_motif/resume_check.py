@@ -4,6 +4,7 @@ size-mismatch traceback after start-up)."""
 
 import dataclasses
 import os
+import zipfile
 from pathlib import Path
 
 import lightning as L
@@ -34,7 +35,7 @@ def continue_newest_run(trainer_config) -> None:
         init_args["version"] = newest.name
 
 
-def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | None) -> Path | None:
+def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | None, subcommand: str = "fit") -> Path | None:
     """The checkpoint ``ckpt_path`` names: a path, or "last" (the newest last*.ckpt of the checkpoint callbacks,
     as Lightning picks it); None when there is none to check."""
     if ckpt_path is None or ckpt_path in NAMED_CHECKPOINTS:
@@ -46,7 +47,7 @@ def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | None) -> Path | None
         return max(existing, key=lambda p: p.stat().st_mtime) if existing else None
     path = Path(ckpt_path)
     if not path.exists():
-        raise ConfigError("fit", "ckpt_path", ckpt_path, "no such checkpoint: give an existing checkpoint file or "
+        raise ConfigError(subcommand, "ckpt_path", ckpt_path, "no such checkpoint: give an existing checkpoint file or "
                           "folder, or 'last' to resume the newest one of the run's checkpoint folder")
     return path
 
@@ -63,15 +64,19 @@ def _flatten(value: object, prefix: str) -> dict[str, object]:
     return {prefix: value}
 
 
-def check_checkpoint_matches(path: Path, transformer: object) -> None:
-    """Raise ConfigError when the checkpoint at ``path`` holds a model config other than ``transformer`` (in the
-    form the module's hyper-parameters save it)."""
+def check_checkpoint_matches(path: Path, transformer: object, subcommand: str = "fit") -> None:
+    """Raise ConfigError when the checkpoint at ``path`` cannot be read or holds a model config other than
+    ``transformer`` (in the form the module's hyper-parameters save it)."""
     source = path / DISTRIBUTED_METADATA if path.is_dir() else path
+    if path.is_file() and not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise ConfigError(subcommand, "ckpt_path", str(path), "not a whole checkpoint file (cut short, or another kind "
+                          "of file): give another checkpoint")
     try:
         checkpoint = torch.load(source, map_location="cpu", weights_only=False, mmap=not path.is_dir())
     except Exception as error:  # a truncated or foreign file
-        raise ConfigError("fit", "ckpt_path", str(path), f"cannot be read ({type(error).__name__}: {error}); "
-                          "resume from another checkpoint") from error
+        reason = str(error).splitlines()[0] if str(error) else ""
+        raise ConfigError(subcommand, "ckpt_path", str(path), f"cannot be read as a checkpoint ({type(error).__name__}"
+                          f"{': ' + reason if reason else ''}): give another checkpoint") from error
     saved = checkpoint.get("hyper_parameters", {}).get("transformer")
     if saved is None:
         return
@@ -79,5 +84,5 @@ def check_checkpoint_matches(path: Path, transformer: object) -> None:
     differing = [key for key in sorted(set(ours) | set(theirs)) if ours.get(key) != theirs.get(key)]
     if differing:
         shown = ", ".join(f"{key} = {theirs.get(key)!r} there, {ours.get(key)!r} here" for key in differing[:3])
-        raise ConfigError("fit", "ckpt_path", str(path), f"the checkpoint holds another model ({shown}): resume with "
-                          "the model config it was trained with, or start a new run without --ckpt_path")
+        raise ConfigError(subcommand, "ckpt_path", str(path), f"the checkpoint holds another model ({shown}): use the "
+                          "model config it was trained with (its run folder's config.yaml), or no --ckpt_path")

@@ -6,15 +6,13 @@ from itertools import islice
 from pathlib import Path
 
 import lightning as L
-from litdata import StreamingDataLoader, StreamingDataset
-from litdata.streaming.item_loader import TokensLoader
 from torch.utils.data import DataLoader
 
 from components.config_error import ConfigError, require
 from lightning_motif.data.curriculum import CurriculumPlan, CurriculumSchedule
 from lightning_motif.data.curriculum_dataset import CurriculumDataset
 from lightning_motif.data.default_corpus import build_default_corpus
-from lightning_motif.data.token_dataset import MANIFEST, Manifest, count_pages, verify_shards
+from lightning_motif.data.token_dataset import MANIFEST, Manifest, TokenWindows, count_pages, verify_shards
 
 
 class CurriculumDataModule(L.LightningDataModule):
@@ -86,22 +84,39 @@ class CurriculumDataModule(L.LightningDataModule):
     def val_domains(self) -> list[str]:
         return self.manifest.split_domains("val")
 
+    def _prepared(self) -> bool:
+        """Whether the dataset exists; a ConfigError naming data_dir when it does not (this module makes none)."""
+        return self.manifest is not None
+
     def check_fits(self, model: L.LightningModule) -> None:
         """Let ``model`` refuse this data (sequence length, tokenizer size) with a ConfigError. The ``motif`` CLI
         calls this before the trainer starts; ``setup`` calls it again once ``prepare_data`` has made the data."""
         check = getattr(model, "check_data_fits", None)
+        prepared = self._prepared()
         if check is not None:
-            prepared = (Path(self.data_dir) / MANIFEST).is_file()
             check(self._seq_len_field, self.seq_len, self.vocab_size if prepared else None)
+        if prepared:
+            self._check_domains()
 
-    def setup(self, stage: str) -> None:
-        if self.trainer is not None:
-            self.check_fits(self.trainer.lightning_module)
+    def _check_domains(self) -> None:
         unknown = sorted(set(self.schedule.domains) - set(self.manifest.domains))
         if unknown:
             raise ConfigError("CurriculumSchedule", "mixture", unknown,
                               f"unknown domains; the dataset at {self.data_dir} has {self.manifest.domains}")
+
+    @staticmethod
+    def check_max_steps(max_steps: int) -> None:
+        """The curriculum stream never ends: a run needs its optimizer steps (``trainer.max_steps``)."""
+        if max_steps < 1:
+            raise ConfigError("trainer", "max_steps", max_steps,
+                              "the curriculum stream has no end: set the run's number of optimizer steps (1 or more)")
+
+    def setup(self, stage: str) -> None:
+        if self.trainer is not None:
+            self.check_fits(self.trainer.lightning_module)
+        self._check_domains()
         if self.trainer is not None and stage == "fit":
+            self.check_max_steps(self.trainer.max_steps)
             self._check_batches_split(self.trainer.world_size, self.trainer.max_steps)
             for domain in self.schedule.domains:
                 verify_shards(self._domain_dir("train", domain))
@@ -109,8 +124,7 @@ class CurriculumDataModule(L.LightningDataModule):
             verify_shards(self._domain_dir("val", domain))
 
     def _check_batches_split(self, world_size: int, max_steps: int) -> None:
-        steps = max_steps if max_steps > 0 else 1
-        for step, (seq_len, sequences, _, _) in enumerate(islice(self.schedule.layout(), steps)):
+        for step, (seq_len, sequences, _, _) in enumerate(islice(self.schedule.layout(), max_steps)):
             if sequences % world_size:
                 raise ConfigError("CurriculumSchedule", "batch_multiple", self.schedule.batch_multiple,
                                   f"step {step} has {sequences} sequences of {seq_len} tokens, which do not split "
@@ -133,23 +147,18 @@ class CurriculumDataModule(L.LightningDataModule):
                                     rank, world_size, self.next_step, self.micro_batch_tokens)
         return DataLoader(dataset, batch_size=None, num_workers=self.num_workers)
 
-    def _eval_loaders(self, split: str) -> list[StreamingDataLoader]:
+    def _eval_loaders(self, split: str) -> list[DataLoader]:
         domains = self.manifest.split_domains(split)
         if not domains:
             raise ConfigError("data", "data_dir", self.data_dir,
                               f"this dataset has no {split} split: prepare it with {split}_fraction > 0 or {split}_paths")
-        return [
-            StreamingDataLoader(
-                StreamingDataset(self._domain_dir(split, d), item_loader=TokensLoader(block_size=self.val_seq_len + 1)),
-                batch_size=self.val_batch_size, num_workers=self.num_workers,
-            )
-            for d in domains
-        ]
+        return [DataLoader(TokenWindows(self._domain_dir(split, d), self.val_seq_len + 1), batch_size=self.val_batch_size,
+                           num_workers=self.num_workers) for d in domains]
 
-    def val_dataloader(self) -> list[StreamingDataLoader]:
+    def val_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders("val")
 
-    def test_dataloader(self) -> list[StreamingDataLoader]:
+    def test_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders("test")
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
@@ -206,6 +215,9 @@ class EmbeddedCorpusDataModule(CurriculumDataModule):
         self.bytes_per_domain = bytes_per_domain
         require(tokenizer_vocab_size >= 512, self, "tokenizer_vocab_size", "train the BPE tokenizer with at least 512 tokens")
         require(bytes_per_domain >= 100_000, self, "bytes_per_domain", "use at least 100_000 bytes per domain")
+
+    def _prepared(self) -> bool:
+        return (Path(self.data_dir) / MANIFEST).is_file()  # else prepare_data builds it
 
     def prepare_data(self) -> None:
         self._manifest = build_default_corpus(Path(self.data_dir), self.tokenizer_vocab_size, self.bytes_per_domain)

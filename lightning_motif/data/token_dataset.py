@@ -9,6 +9,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from litdata import StreamingDataset
+from litdata.streaming.item_loader import TokensLoader
+from torch.utils.data import Dataset
+
 from components.config_error import ConfigError
 
 MANIFEST = "manifest.json"
@@ -42,12 +46,23 @@ class Manifest:
 
     @classmethod
     def load(cls, root: Path) -> "Manifest":
+        """The manifest of the dataset at ``root``; ConfigError (field ``data_dir``) naming why there is none."""
         path = Path(root) / MANIFEST
         if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} not found: run `motif prepare` for this data_dir first (an interrupted prepare leaves no manifest)"
-            )
+            raise ConfigError("data", "data_dir", str(root), _why_no_dataset(Path(root)))
         return cls(**json.loads(path.read_text()))
+
+
+def _why_no_dataset(root: Path) -> str:
+    if not root.exists():
+        return "no such folder: prepare a dataset there with `motif prepare` (its output_dir), or fix the path"
+    for parent in (root.parent, root.parent.parent):
+        if (parent / MANIFEST).is_file():
+            return f"this is a folder inside the dataset at {parent}: set data_dir to {parent}"
+    if not any(root.iterdir()):
+        return "the folder is empty: prepare a dataset there with `motif prepare` (its output_dir)"
+    return ("no manifest.json: not a prepared dataset, or its `motif prepare` did not finish (run the same prepare "
+            "again to complete it)")
 
 
 def _chunks(shard_dir: str) -> list[dict]:
@@ -77,3 +92,23 @@ def verify_shards(shard_dir: str) -> None:
                               f"shard {chunk['filename']} has {path.stat().st_size} bytes where its index records "
                               f"{chunk['chunk_bytes']} (corrupt or cut short): restore it or prepare the data again "
                               "with `motif prepare`")
+
+
+class TokenWindows(Dataset):
+    """Consecutive windows of ``window`` tokens of a shard folder, by index (map-style, unlike litdata's streaming
+    iteration): a DataLoader reads them in the same order whatever its number of workers, so a validation run
+    limited to N batches sees the same windows every time, and under DDP Lightning's distributed sampler splits
+    them between the ranks."""
+
+    def __init__(self, shard_dir: str, window: int) -> None:
+        self.shard_dir, self.window = shard_dir, window
+        self._length = count_pages(shard_dir, window)
+        self._windows: StreamingDataset | None = None
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: int):
+        if self._windows is None:  # opened in the process that reads (a loader worker)
+            self._windows = StreamingDataset(self.shard_dir, item_loader=TokensLoader(block_size=self.window))
+        return self._windows[index]
