@@ -273,3 +273,14 @@ def test_an_empty_validation_split_stops_prepare(corpus, tmp_path):
     with pytest.raises(ConfigError, match=r"^PrepareConfig.val_fraction = 0.1: domain 'one' got no val documents"):
         prepare(config(root, tmp_path / "out", domains=domains))
     assert not (tmp_path / "out" / MANIFEST).exists() and not list((tmp_path / "out").glob(".partial-*"))
+
+
+def test_a_record_without_the_text_field_is_skipped_wherever_it_is(tmp_path):
+    """One rule for a record that lacks the field, first line or later: skipped and counted. Only a field that
+    none of a file's first 100 records has is refused (a wrong text_field)."""
+    raw = tmp_path / "notes.jsonl"
+    lines = [{"title": "no text"}] + [{"text": sentence(i)} for i in range(50)] + [{"title": "no text either"}]
+    raw.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    manifest = prepare(PrepareConfig(output_dir=str(tmp_path / "out"), domains={"notes": DomainSource(paths=[str(raw)])},
+                                     vocab_size=300, val_fraction=0.0, num_workers=1, verbose=False))
+    assert manifest.skipped["train"]["notes"] == {"missing_field": 2} and manifest.documents["train"]["notes"] == 50
