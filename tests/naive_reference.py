@@ -37,11 +37,17 @@ def head(t: torch.Tensor, index: int, dim: int) -> torch.Tensor:
     return t[..., index * dim:(index + 1) * dim]
 
 
+def motif_lambda_init(layer_idx: int) -> float:
+    """lambda_init of the released Motif-2 models for the 0-based layer index: 0.8 - 0.6 exp(-0.3 (l - 1))."""
+    return 0.8 - 0.6 * math.exp(-0.3 * (layer_idx - 1))
+
+
 def grouped_differential_attention(x, weights, groups, ratio, head_dim, layer_idx, theta, subln_eps):
-    """GDA (arXiv 2510.06949, as in the Motif-2-12.7B checkpoint) on fp64 x (batch, seq, hidden) with the module's weights (a name -> tensor dict)."""
+    """GDA (arXiv 2510.06949, as in the Motif-2-12.7B checkpoint) on fp64 x (batch, seq, hidden) with the module's
+    weights (a name -> tensor dict) and the released models' lambda_init."""
     d = head_dim
     q, k, v = (x @ weights[f"{n}_proj.weight"].T for n in ("q", "k", "v"))
-    lambda_init = 0.8 - 0.6 * math.exp(-0.3 * layer_idx)
+    lambda_init = motif_lambda_init(layer_idx)
     lam = (torch.exp(weights["lambda_q1"] @ weights["lambda_k1"]) - torch.exp(weights["lambda_q2"] @ weights["lambda_k2"])
            + lambda_init)
     outputs = []

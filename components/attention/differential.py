@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from components.attention.base import AttentionConfig, causal_attention
-from components.attention.differential_base import DifferentialAttentionBase
+from components.attention.base import causal_attention
+from components.attention.differential_base import DifferentialAttentionBase, DifferentialConfig
 from components.config_error import require
 from components.layers import Linear, WeightInit
 from components.rope import apply_rotary
@@ -21,14 +21,13 @@ from kernels.causal_max_logits import causal_max_logits
 
 
 @dataclass(kw_only=True)
-class DifferentialAttentionConfig(AttentionConfig):
+class DifferentialAttentionConfig(DifferentialConfig):
     """Plain differential attention: one noise head per signal head (GDA ratio 1:1)."""
 
     num_heads: int = 16
     """Differential heads; each uses two query heads and outputs 2 * head_dim values."""
     num_kv_heads: int = 16
     """Key/value groups; each holds a (k1, k2) pair and 2 * head_dim values."""
-    subln_eps: float = 1e-5
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -45,7 +44,7 @@ class DifferentialAttention(DifferentialAttentionBase):
     def __init__(
         self, config: DifferentialAttentionConfig, hidden_size: int, layer_idx: int, init: WeightInit
     ) -> None:
-        super().__init__(config.head_dim, layer_idx, config.subln_eps, config.kernel)
+        super().__init__(config, layer_idx)
         self.num_heads, self.num_kv_heads = config.num_heads, config.num_kv_heads
         d = self.head_dim
         self.q_proj = Linear(hidden_size, 2 * self.num_heads * d, init.std)

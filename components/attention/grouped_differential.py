@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from components.attention.base import AttentionConfig, causal_attention
-from components.attention.differential_base import DifferentialAttentionBase
+from components.attention.base import causal_attention
+from components.attention.differential_base import DifferentialAttentionBase, DifferentialConfig
 from components.config_error import require
 from components.layers import Linear, WeightInit
 from components.rope import apply_rotary
@@ -22,14 +22,13 @@ from kernels.causal_max_logits import causal_max_logits
 
 
 @dataclass(kw_only=True)
-class GroupedDifferentialAttentionConfig(AttentionConfig):
+class GroupedDifferentialAttentionConfig(DifferentialConfig):
     """GDA with ``num_noise_heads`` groups of ``signal_noise_ratio`` signal heads (12.7B: 8 and 4)."""
 
     num_noise_heads: int = 8
     """G: noise heads, equal to the number of groups and of (k1, k2) / (v1, v2) pairs."""
     signal_noise_ratio: int = 4
     """r: signal heads per noise head; 1 gives plain differential attention."""
-    subln_eps: float = 1e-5
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -55,7 +54,7 @@ class GroupedDifferentialAttention(DifferentialAttentionBase):
     def __init__(
         self, config: GroupedDifferentialAttentionConfig, hidden_size: int, layer_idx: int, init: WeightInit
     ) -> None:
-        super().__init__(config.head_dim, layer_idx, config.subln_eps, config.kernel)
+        super().__init__(config, layer_idx)
         self.groups, self.ratio = config.num_noise_heads, config.signal_noise_ratio
         d = self.head_dim
         self.q_proj = Linear(hidden_size, config.num_heads * d, init.std)

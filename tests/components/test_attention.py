@@ -96,7 +96,7 @@ def test_differential_attention_with_shared_kv_groups_matches_naive_formula():
     x = torch.randn(2, 19, hidden)
     w = fp64_weights(module)
     q, k, v = (x.double() @ w[f"{n}_proj.weight"].T for n in ("q", "k", "v"))
-    lam_init = lambda_init(layer)
+    lam_init = naive.motif_lambda_init(layer)
     lam = torch.exp(w["lambda_q1"] @ w["lambda_k1"]) - torch.exp(w["lambda_q2"] @ w["lambda_k2"]) + lam_init
     outs = []
     for h in range(heads):
@@ -120,10 +120,23 @@ def test_gqa_matches_naive_fp64_formula(heads, kv):
     assert_close_scaled(run(module, x), expected)
 
 
-@pytest.mark.parametrize("layer,expected", [(0, 0.2), (1, 0.8 - 0.6 * math.exp(-0.3)), (10, 0.8 - 0.6 * math.exp(-3.0)), (39, 0.8 - 0.6 * math.exp(-11.7))])
-def test_lambda_init_values(layer, expected):
-    assert lambda_init(layer) == pytest.approx(expected, abs=1e-12)
-    module = GroupedDifferentialAttentionConfig(num_noise_heads=1, signal_noise_ratio=2, head_dim=8).build(16, layer, INIT)
+def reference_lambda_init(layer: int, schedule: str) -> float:
+    """The two schedules written out in fp64 (0-based layer index): the released Motif-2 models' code shifts the
+    index by one, the Differential Transformer paper's (arXiv 2410.05258, Sec. 2.1) does not."""
+    l = torch.tensor(float(layer), dtype=torch.float64)
+    exponent = -0.3 * (l - 1) if schedule == "motif" else -0.3 * l
+    return float(0.8 - 0.6 * torch.exp(exponent))
+
+
+@pytest.mark.parametrize("schedule", ["motif", "diff_transformer"])
+@pytest.mark.parametrize("layer", [0, 1, 2, 10, 39])
+def test_lambda_init_schedules(layer, schedule):
+    expected = reference_lambda_init(layer, schedule)
+    if schedule == "motif":  # the released models' first values
+        assert {0: -0.009915, 1: 0.2}.get(layer, expected) == pytest.approx(expected, abs=1e-6)
+    assert lambda_init(layer, schedule) == pytest.approx(expected, abs=1e-12)
+    config = GroupedDifferentialAttentionConfig(num_noise_heads=1, signal_noise_ratio=2, head_dim=8, lambda_init_schedule=schedule)
+    module = config.build(16, layer, INIT)
     assert module.lambda_init.dtype == torch.float32  # a buffer (one compiled graph for every layer), fp32 as
     assert float(module.lambda_init) == pytest.approx(expected, abs=6e-8)  # the kernels take it: one fp32 rounding
     with torch.no_grad():
