@@ -31,6 +31,8 @@ from lightning_motif.callbacks import CurriculumMonitor, ModelStatisticsMonitor,
 from lightning_motif.data.datamodule import CurriculumDataModule
 from lightning_motif.data import prepare as prepare_module
 from lightning_motif.data.prepare import PrepareConfig, prepare
+from lightning_motif.interop import convert as convert_module
+from lightning_motif.interop.convert import ConvertConfig, convert
 from lightning_motif.module import MotifLM, NonFiniteTrainingError
 from lightning_motif.presets import configure_parsing
 from lightning_motif.resume_check import check_checkpoint_matches, continue_newest_run, resolve_checkpoint
@@ -115,9 +117,28 @@ def run_prepare(args: list[str]) -> None:
     prepare(PrepareConfig(**{f.name: parsed[f.name] for f in fields(PrepareConfig)}))
 
 
+def convert_parser() -> LightningArgumentParser:
+    """``motif convert import|export``: the fields of ConvertConfig as flags or from ``--config`` YAML."""
+    parser = _OneLineErrorParser(prog="motif convert", description=convert_module.__doc__)
+    parser.add_argument("direction", choices=["import", "export"],
+                        help="import: Hugging Face folder -> checkpoint; export: checkpoint -> Hugging Face folder")
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="Path to a YAML config file.")
+    parser.add_class_arguments(ConvertConfig)
+    return parser
+
+
+def run_convert(args: list[str]) -> None:
+    parser = convert_parser()
+    parsed = parser.parse_args(args)
+    output = convert(parsed.direction, ConvertConfig(**{f.name: parsed[f.name] for f in fields(ConvertConfig)}))
+    print(f"[convert] {parsed.direction}: {output}")
+
+
 PROJECT_COMMANDS = {
     "prepare": ("Tokenize raw corpora into litdata token shards, one folder per split and domain.", prepare_parser,
                 run_prepare),
+    "convert": ("Import a Hugging Face Motif-2 checkpoint, or export a checkpoint to that layout.", convert_parser,
+                run_convert),
 }
 """Subcommands that are not a Trainer method: (help line, parser, runner)."""
 
@@ -158,6 +179,8 @@ class MotifCLI(LightningCLI):
             check_fits(self.model)
         if self.subcommand == "fit" and hasattr(self.datamodule, "check_max_steps"):
             self.datamodule.check_max_steps(self.trainer.max_steps)
+        if getattr(self.model, "init_weights_from", None) is not None:
+            self.model.initial_weights()
         checkpoint = resolve_checkpoint(self.trainer, self.config[self.subcommand].get("ckpt_path"), self.subcommand)
         if checkpoint is not None:
             check_checkpoint_matches(checkpoint, self.model.hparams.get("transformer"), self.subcommand)

@@ -75,3 +75,24 @@ def materialize(net: nn.Module, device: torch.device, init_seed: int) -> None:
             slots[key][key] = tensor
             _local(tensor).copy_(_rows_of_this_rank(full[key], tensor))
             initialised.add(id(tensor))
+
+
+@torch.no_grad()
+def load_weights(net: nn.Module, source) -> None:
+    """Copy the weights of ``source`` (a ``lightning_motif.interop.weights.WeightSource`` holding the same
+    model) into ``net``'s parameters; a sharded (DTensor) parameter reads only this rank's rows."""
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    names = set(source.names())
+    for name, parameter in net.state_dict(keep_vars=True).items():
+        name = name.replace(_CHECKPOINT_PREFIX, "")
+        if name not in names:  # a tied lm_head the checkpoint leaves out: the embedding holds it
+            continue
+        if isinstance(parameter, DTensor):
+            local_shape, offset = compute_local_shape_and_global_offset(parameter.shape, parameter.device_mesh,
+                                                                        parameter.placements)
+            start = offset[0] if parameter.ndim else 0
+            values = source.rows(name, start, start + local_shape[0]) if parameter.ndim else source.tensor(name)
+            parameter.to_local().copy_(values.reshape(local_shape))
+        else:
+            parameter.copy_(source.tensor(name))

@@ -17,8 +17,10 @@ from components.attention.base import Attention
 from components.optim.param_groups import motif_param_groups
 from lightning_motif.callbacks.cadence import training_batch_index
 from lightning_motif.data.batch import step_tokens
-from lightning_motif.initialization import materialize
+from lightning_motif.initialization import load_weights, materialize
+from lightning_motif.interop.weights import WeightSource, check_weights, open_weights
 from lightning_motif.parallelism import ParallelismConfig, apply_parallelism
+from lightning_motif.resume_check import model_differences
 
 NonFinitePolicy = Literal["skip", "stop"]
 
@@ -72,6 +74,9 @@ class MotifLM(L.LightningModule):
         parallelism: Activation checkpointing, torch.compile and FSDP2 settings per block.
         on_nonfinite: What a non-finite loss or gradient norm does: skip the step, or stop the run.
         max_consecutive_skips: Stop after this many skipped steps in a row.
+        init_weights_from: Start from these weights (a checkpoint file, a distributed-checkpoint folder or a
+            Hugging Face folder of the same model) with a fresh optimizer, schedule and data stream; under FSDP2
+            each rank reads only its shards. Unlike --ckpt_path, nothing else of the run is restored.
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class MotifLM(L.LightningModule):
         parallelism: ParallelismConfig = ParallelismConfig(),
         on_nonfinite: NonFinitePolicy = "skip",
         max_consecutive_skips: int = 10,
+        init_weights_from: str | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -99,6 +105,7 @@ class MotifLM(L.LightningModule):
         require_choice(self, "on_nonfinite", get_args(NonFinitePolicy))
         require(max_consecutive_skips >= 0, self, "max_consecutive_skips", "use 0 or more (0: stop at the first)")
         self.skipped_steps, self.consecutive_skips = 0, 0
+        self.init_weights_from = init_weights_from
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.transformer_config = transformer
         self.optimizer_factory = optimizer
@@ -143,6 +150,18 @@ class MotifLM(L.LightningModule):
             sharded = isinstance(self.trainer.strategy, ModelParallelStrategy)
             apply_parallelism(self.net, self.parallelism, self.device_mesh["data_parallel"] if sharded else None)
             materialize(self.net, self.trainer.strategy.root_device, self.init_seed)
+            if self.init_weights_from is not None:
+                load_weights(self.net, self.initial_weights())
+
+    def initial_weights(self) -> WeightSource:
+        """The weights ``init_weights_from`` names, checked against this model (ConfigError naming the field)."""
+        source = open_weights(self.init_weights_from, "init_weights_from")
+        differences = model_differences(self.transformer_config, source.config)
+        if differences:
+            raise ConfigError(type(self).__name__, "init_weights_from", self.init_weights_from,
+                              f"the weights belong to another model ({differences}): use their model config")
+        check_weights(source, self.transformer_config, "init_weights_from")
+        return source
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.net(input_ids)

@@ -52,6 +52,20 @@ def resolve_checkpoint(trainer: L.Trainer, ckpt_path: str | None, subcommand: st
     return path
 
 
+IMPLEMENTATION_FIELDS = ("kernel", "norm_kernel", "loss_kernel", "init_std")
+"""Fields that choose how the same function is computed (or how weights start), not which: they may differ."""
+
+
+def model_differences(ours: object, theirs: object) -> str | None:
+    """The first fields (up to three) in which two model configs differ in what they compute, or None."""
+    mine, other = _flatten(ours, "model.transformer"), _flatten(theirs, "model.transformer")
+    differing = [key for key in sorted(set(mine) | set(other))
+                 if mine.get(key) != other.get(key) and key.rsplit(".", 1)[-1] not in IMPLEMENTATION_FIELDS]
+    if not differing:
+        return None
+    return ", ".join(f"{key} = {other.get(key)!r} there, {mine.get(key)!r} here" for key in differing[:3])
+
+
 def _flatten(value: object, prefix: str) -> dict[str, object]:
     """Dotted keys of a (nested) config, as saved in a checkpoint's hyper-parameters (dicts with class_path and
     init_args) or as a dataclass."""
@@ -80,9 +94,7 @@ def check_checkpoint_matches(path: Path, transformer: object, subcommand: str = 
     saved = checkpoint.get("hyper_parameters", {}).get("transformer")
     if saved is None:
         return
-    ours, theirs = _flatten(transformer, "model.transformer"), _flatten(saved, "model.transformer")
-    differing = [key for key in sorted(set(ours) | set(theirs)) if ours.get(key) != theirs.get(key)]
-    if differing:
-        shown = ", ".join(f"{key} = {theirs.get(key)!r} there, {ours.get(key)!r} here" for key in differing[:3])
+    shown = model_differences(transformer, saved)
+    if shown:
         raise ConfigError(subcommand, "ckpt_path", str(path), f"the checkpoint holds another model ({shown}): use the "
                           "model config it was trained with (its run folder's config.yaml), or no --ckpt_path")
