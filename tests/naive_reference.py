@@ -77,3 +77,23 @@ def polynorm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: flo
     def n(u):
         return u / torch.sqrt(u.pow(2).mean(-1, keepdim=True) + eps)
     return weight[0] * n(x**3) + weight[1] * n(x**2) + weight[2] * n(x) + bias[0]
+
+
+def released_model_logits(tensors: dict[str, torch.Tensor], config: dict, tokens: torch.Tensor) -> torch.Tensor:
+    """fp64 logits of the released Motif-2 architecture from its Hugging Face tensors and config.json fields:
+    pre-norm blocks of grouped differential attention (the released lambda_init, sub-norm) and the PolyNorm-gated
+    MLP, RoPE over the whole head, final norm, lm_head (the embedding when tied)."""
+    w = {name: t.double() for name, t in tensors.items()}
+    eps, groups, d = config["rms_norm_eps"], config["num_noise_heads"], config["head_dim"]
+    ratio = config["num_attention_heads"] // groups - 1
+    x = w["model.embed_tokens.weight"][tokens]
+    for i in range(config["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        attention = {k[len(p + "self_attn."):]: v for k, v in w.items() if k.startswith(p + "self_attn.")}
+        h = x + grouped_differential_attention(rms(x, w[p + "input_layernorm.weight"], eps), attention, groups, ratio,
+                                               d, i, config["rope_theta"], config["attn_rms_norm_eps"])
+        n = rms(h, w[p + "post_attention_layernorm.weight"], eps)
+        gate, up = n @ w[p + "mlp.gate_proj.weight"].T, n @ w[p + "mlp.up_proj.weight"].T
+        x = h + (polynorm(gate, w[p + "mlp.act_fn.weight"], w[p + "mlp.act_fn.bias"], 1e-6) * up) @ w[p + "mlp.down_proj.weight"].T
+    head_weight = w["lm_head.weight"] if "lm_head.weight" in w else w["model.embed_tokens.weight"]
+    return rms(x, w["model.norm.weight"], eps) @ head_weight.T

@@ -28,6 +28,19 @@ DROPPED = ("rotary_emb.inv_freq",)
 """Buffers some released checkpoints carry that the model recomputes (dropped on import)."""
 
 
+def saved_model_config(checkpoint: dict) -> ModelConfig:
+    """The ModelConfig a checkpoint's hyper-parameters hold: the dataclass itself, or (from ``motif fit``, whose
+    LightningCLI saves the parsed config) its class_path / init_args form."""
+    saved = checkpoint.get("hyper_parameters", {}).get("transformer")
+    if isinstance(saved, ModelConfig):
+        return saved
+    if saved is None:
+        raise ConfigError("weights", "source", "hyper_parameters.transformer", "the checkpoint holds no model config")
+    from lightning_motif.presets import parse_config
+
+    return parse_config(ModelConfig, json.dumps(saved))
+
+
 class WeightSource:
     """Names, shapes and dtypes of a stored model's tensors, and their values one at a time."""
 
@@ -60,7 +73,7 @@ class CheckpointFile(WeightSource):
         checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
         self._state = {key[len(STATE_PREFIX):]: value for key, value in checkpoint["state_dict"].items()
                        if key.startswith(STATE_PREFIX)}
-        self.config = checkpoint["hyper_parameters"]["transformer"]
+        self.config = saved_model_config(checkpoint)
 
     def names(self) -> list[str]:
         return list(self._state)
@@ -83,7 +96,7 @@ class DistributedCheckpoint(WeightSource):
         from torch.distributed.checkpoint import FileSystemReader
 
         self._path = path
-        self.config = torch.load(path / DISTRIBUTED_METADATA, map_location="cpu", weights_only=False)["hyper_parameters"]["transformer"]
+        self.config = saved_model_config(torch.load(path / DISTRIBUTED_METADATA, map_location="cpu", weights_only=False))
         metadata = FileSystemReader(str(path)).read_metadata().state_dict_metadata
         prefix = f"state_dict.{STATE_PREFIX}"
         self._meta = {key[len(prefix):]: value for key, value in metadata.items() if key.startswith(prefix)}

@@ -1,6 +1,6 @@
 """Run by tests/lightning_motif/test_initialization.py as its own process tree (gloo on CPU):
 
-    python tests/distributed/initialization_worker.py WORLD_SIZE
+    python tests/distributed/initialization_worker.py WORLD_SIZE [WEIGHTS]
 
 Every rank builds the model on the meta device, shards it with FSDP2 (per block, embeddings, [norm, lm_head],
 root; with activation checkpointing, so module names carry the wrapper's prefix) and materialises its own
@@ -26,7 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from components.attention import GroupedDifferentialAttentionConfig  # noqa: E402
 from components.mlp import PolyNormMLPConfig  # noqa: E402
 from components.model import ModelConfig, MotifForCausalLM  # noqa: E402
-from lightning_motif.initialization import materialize  # noqa: E402
+from lightning_motif.initialization import load_weights, materialize  # noqa: E402
+from lightning_motif.interop.weights import open_weights  # noqa: E402
 from lightning_motif.parallelism import ParallelismConfig, apply_parallelism  # noqa: E402
 
 INIT_SEED = 7
@@ -76,7 +77,32 @@ def run(rank: int, world: int, port: int) -> None:
                                                  reference["model.layers.1.self_attn.q_proj.weight"]),
             }
             print("REPORT " + json.dumps(report), flush=True)
+    if len(sys.argv) > 2:
+        report_loaded_weights(rank, mesh, sys.argv[2])
     dist.destroy_process_group()
+
+
+def report_loaded_weights(rank: int, mesh, folder: str) -> None:
+    source = open_weights(folder)
+    reads = []
+    original_rows, original_tensor = source.rows, source.tensor
+    source.rows = lambda name, start, stop: reads.append((name, stop - start)) or original_rows(name, start, stop)
+    source.tensor = lambda name: reads.append((name, None)) or original_tensor(name)
+    with torch.device("meta"):
+        net = MotifForCausalLM(source.config)
+    apply_parallelism(net, ParallelismConfig(param_dtype=None), mesh)
+    materialize(net, torch.device("cpu"), INIT_SEED)
+    load_weights(net, source)
+    local_rows = {name: t.to_local().shape[0] for name, t in net.state_dict().items() if isinstance(t, DTensor)}
+    own = all(count is not None and count == local_rows[name] for name, count in reads)
+    gathered = full_state(net)
+    all_own = [None] * dist.get_world_size()
+    dist.all_gather_object(all_own, own)
+    if rank == 0:
+        stored = {name: original_tensor(name).float() for name in source.names()}
+        report = {"loaded_from": folder, "max_difference": max(float((gathered[n] - t).abs().max()) for n, t in stored.items()),
+                  "rows_read_per_rank": "own" if all(all_own) else "more"}
+        print("REPORT " + json.dumps(report), flush=True)
 
 
 if __name__ == "__main__":
