@@ -72,3 +72,24 @@ def write_released_folder(folder: Path, config: dict, tensors: dict[str, torch.T
     (folder / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>", "chat_template": "{{ messages }}"}))
     (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": 2, "do_sample": False}))
     return folder
+
+
+def write_released_tokenizer(folder: Path, base_words: int = 219_000, added: int = 520) -> Path:
+    """A tokenizer folder of the released structure: tokenizer.json whose vocabulary (with its added special
+    tokens) has ``base_words + added`` entries (219,520 by default, the released size), tokenizer_config.json
+    (eos token and a chat template), special_tokens_map.json and added_tokens.json."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {"<unk>": 0, **{f"w{i}": i + 1 for i in range(base_words - 1)}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + [f"<|reserved_{i}|>" for i in range(added - 3)]
+    tokenizer.add_special_tokens([AddedToken(token, special=True) for token in specials])
+    tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "eos_token": {"content": "<|im_end|>", "special": True}, "bos_token": None,
+        "chat_template": "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"}))
+    (folder / "special_tokens_map.json").write_text(json.dumps({"eos_token": "<|im_end|>"}))
+    (folder / "added_tokens.json").write_text(json.dumps({token: base_words + i for i, token in enumerate(specials)}))
+    return folder

@@ -1,5 +1,6 @@
 """DataModules: the curriculum training stream over prepared token shards, and the embedded default corpus."""
 
+import hashlib
 import os
 import warnings
 from itertools import islice
@@ -12,7 +13,7 @@ from components.config_error import ConfigError, require
 from lightning_motif.data.curriculum import CurriculumPlan, CurriculumSchedule
 from lightning_motif.data.curriculum_dataset import CurriculumDataset
 from lightning_motif.data.default_corpus import build_default_corpus
-from lightning_motif.data.token_dataset import MANIFEST, Manifest, TokenWindows, count_pages, verify_shards
+from lightning_motif.data.token_dataset import MANIFEST, TOKENIZER, Manifest, TokenWindows, count_pages, verify_shards
 
 
 class CurriculumDataModule(L.LightningDataModule):
@@ -191,9 +192,11 @@ class EmbeddedCorpusDataModule(CurriculumDataModule):
         val_batch_size: Validation/test sequences per batch.
         num_workers: Loader processes (0: load in the training process).
         seed: Seed of the sample stream (domains drawn per sample, page order per epoch).
-        tokenizer_vocab_size: Size of the byte-level BPE trained on the corpus.
+        tokenizer_vocab_size: Size of the byte-level BPE trained on the corpus (when ``tokenizer`` is unset).
         bytes_per_domain: Bytes of text collected for each of code, prose and math.
         cache_dir: Where the built corpus is kept (default: $MOTIF_CACHE or ~/.cache/lightning-motif).
+        tokenizer: A Hugging Face tokenizer folder (or tokenizer.json) to tokenize the corpus with instead, e.g.
+            the released Motif-2 tokenizer for a model imported with ``motif convert import``.
     """
 
     def __init__(
@@ -207,17 +210,30 @@ class EmbeddedCorpusDataModule(CurriculumDataModule):
         tokenizer_vocab_size: int = 4096,
         bytes_per_domain: int = 3_000_000,
         cache_dir: str | None = None,
+        tokenizer: str | None = None,
     ) -> None:
         cache = Path(cache_dir or os.environ.get("MOTIF_CACHE") or Path.home() / ".cache" / "lightning-motif")
-        super().__init__(str(cache / f"embedded-corpus-v{tokenizer_vocab_size}-{bytes_per_domain}"), schedule,
-                         micro_batch_tokens, val_seq_len, val_batch_size, num_workers, seed)
+        self.tokenizer = tokenizer
+        super().__init__(str(cache / f"embedded-corpus-{self._tokenizer_name(tokenizer_vocab_size)}-{bytes_per_domain}"),
+                         schedule, micro_batch_tokens, val_seq_len, val_batch_size, num_workers, seed)
         self.tokenizer_vocab_size = tokenizer_vocab_size
         self.bytes_per_domain = bytes_per_domain
         require(tokenizer_vocab_size >= 512, self, "tokenizer_vocab_size", "train the BPE tokenizer with at least 512 tokens")
         require(bytes_per_domain >= 100_000, self, "bytes_per_domain", "use at least 100_000 bytes per domain")
 
+    def _tokenizer_name(self, vocab_size: int) -> str:
+        """The part of the corpus folder's name that says how it was tokenized."""
+        if self.tokenizer is None:
+            return f"v{vocab_size}"
+        path = Path(self.tokenizer).expanduser()
+        file = path / TOKENIZER if path.is_dir() else path
+        if not file.is_file():
+            raise ConfigError(type(self).__name__, "tokenizer", self.tokenizer, "no such tokenizer folder or tokenizer.json")
+        return "tok" + hashlib.sha256(file.read_bytes()).hexdigest()[:12]
+
     def _prepared(self) -> bool:
         return (Path(self.data_dir) / MANIFEST).is_file()  # else prepare_data builds it
 
     def prepare_data(self) -> None:
-        self._manifest = build_default_corpus(Path(self.data_dir), self.tokenizer_vocab_size, self.bytes_per_domain)
+        self._manifest = build_default_corpus(Path(self.data_dir), self.tokenizer_vocab_size, self.bytes_per_domain,
+                                              self.tokenizer)

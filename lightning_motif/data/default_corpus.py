@@ -112,8 +112,9 @@ def corpus_texts(bytes_per_domain: int) -> dict[str, list[str]]:
     return {domain: [doc for text in docs for doc in split_into_documents(text)] for domain, docs in texts.items()}
 
 
-def build_default_corpus(root: Path, vocab_size: int, bytes_per_domain: int) -> Manifest:
-    """Write the embedded corpus as .jsonl under ``root/raw`` and prepare it into ``root`` (skipped when done)."""
+def build_default_corpus(root: Path, vocab_size: int, bytes_per_domain: int, tokenizer: str | None = None) -> Manifest:
+    """Write the embedded corpus as .jsonl under ``root/raw`` and prepare it into ``root`` (skipped when done),
+    with a BPE of ``vocab_size`` trained on it or the given ``tokenizer`` (a Hugging Face folder or file)."""
     root = Path(root)
     raw = root / "raw"
     stamp = raw / f"complete-v{CORPUS_VERSION}-{bytes_per_domain}"
@@ -125,7 +126,7 @@ def build_default_corpus(root: Path, vocab_size: int, bytes_per_domain: int) -> 
         stamp.touch()
     config = PrepareConfig(
         output_dir=str(root), domains={d: DomainSource(paths=[str(raw / f"{d}.jsonl")]) for d in ("code", "math", "prose")},
-        vocab_size=vocab_size, val_fraction=HELD_OUT_FRACTION, test_fraction=HELD_OUT_FRACTION, num_workers=1,
-        verbose=False,
+        vocab_size=vocab_size, tokenizer=tokenizer, val_fraction=HELD_OUT_FRACTION, test_fraction=HELD_OUT_FRACTION,
+        num_workers=1, verbose=False,
     )
     return prepare(config)

@@ -47,7 +47,7 @@ from lightning_motif.data.sources import (
     split_of,
     work_items,
 )
-from lightning_motif.data.token_dataset import MANIFEST, TOKENIZER, Manifest
+from lightning_motif.data.token_dataset import MANIFEST, TOKENIZER, TOKENIZER_COMPANIONS, Manifest
 
 PART_RECORD = ".motif-part.json"
 TOKENIZER_RECIPE = ".tokenizer-recipe.json"
@@ -80,11 +80,14 @@ class PrepareConfig:
     domains: dict[str, DomainSource]
     """Domain name -> its inputs; names become the curriculum's mixture keys and the validation loss tags."""
     tokenizer: str | None = None
-    """A Hugging Face ``tokenizer.json``; when unset, a byte-level BPE of ``vocab_size`` is trained on the inputs."""
+    """A Hugging Face tokenizer folder (tokenizer.json with tokenizer_config.json, special_tokens_map.json,
+    added_tokens.json, as the released models ship it) or a tokenizer.json; when unset, a byte-level BPE of
+    ``vocab_size`` is trained on the inputs. The vocabulary counts the added tokens."""
     vocab_size: int = 32000
     """Vocabulary of the BPE trained when ``tokenizer`` is unset."""
-    eos_token: str = "<|endoftext|>"
-    """Appended after every document; must be in the tokenizer's vocabulary."""
+    eos_token: str | None = None
+    """Appended after every document; must be in the tokenizer's vocabulary. Unset: the tokenizer folder's
+    tokenizer_config.json eos_token, else <|endoftext|>."""
     val_fraction: float = 0.005
     """Share of each domain's documents held out for validation (chosen by a hash of the document)."""
     test_fraction: float = 0.0
@@ -262,6 +265,8 @@ class _TokenizerChoice:
     eos: int
     staged: bool
     recipe: str | None = None
+    companions: dict[str, Path] = field(default_factory=dict)
+    """The tokenizer folder's other files, by name (staged beside the dataset when they are new)."""
 
     @property
     def sha256(self) -> str:
@@ -270,6 +275,11 @@ class _TokenizerChoice:
     def commit(self, output: Path) -> None:
         if not self.staged:
             return
+        for name in TOKENIZER_COMPANIONS:  # the new tokenizer's companions replace the old ones
+            if name in self.companions:
+                os.replace(self.companions[name], output / name)
+            else:
+                (output / name).unlink(missing_ok=True)
         os.replace(self.path, output / TOKENIZER)
         self.path, self.staged = output / TOKENIZER, False
         recipe = output / TOKENIZER_RECIPE  # after the tokenizer: a kill in between leaves a recipe that retrains
@@ -277,6 +287,14 @@ class _TokenizerChoice:
             recipe.unlink(missing_ok=True)
         else:
             recipe.write_text(self.recipe)
+
+
+def _folder_eos_token(companions: dict[str, Path]) -> str | None:
+    """The eos_token of a tokenizer folder's tokenizer_config.json (a string, or an AddedToken's content)."""
+    if "tokenizer_config.json" not in companions:
+        return None
+    token = json.loads(companions["tokenizer_config.json"].read_text()).get("eos_token")
+    return token.get("content") if isinstance(token, dict) else token
 
 
 def _readable_tokenizer(path: Path):
@@ -292,25 +310,35 @@ def _readable_tokenizer(path: Path):
 def _choose_tokenizer(config: PrepareConfig, parts: list[_Part], output: Path) -> _TokenizerChoice:
     """Check (or train, staged) the tokenizer; nothing in ``output`` is replaced here."""
     target, staged = output / TOKENIZER, output / f".partial-{TOKENIZER}"
+    eos_token = config.eos_token or "<|endoftext|>"
     if config.tokenizer is not None:
-        source = Path(config.tokenizer).expanduser()
+        given = Path(config.tokenizer).expanduser()
+        source = given / TOKENIZER if given.is_dir() else given
         if not source.is_file():
-            raise config.fail("tokenizer", config.tokenizer, "no such tokenizer.json: fix the path, or unset it to train one")
+            raise config.fail("tokenizer", config.tokenizer, "no such tokenizer folder or tokenizer.json: fix the path, "
+                              "or unset it to train one")
         tokenizer = _readable_tokenizer(source)
         if tokenizer is None:
             raise config.fail("tokenizer", config.tokenizer, "cannot be read as a Hugging Face tokenizer.json (cut short, "
                               "or another file): give a complete tokenizer.json, or unset it to train one")
-        choice = _TokenizerChoice(target, tokenizer, -1, staged=False)
-        if not target.is_file() or _sha256(target) != _sha256(source):
+        companions = {name: given / name for name in TOKENIZER_COMPANIONS if given.is_dir() and (given / name).is_file()}
+        eos_token = config.eos_token or _folder_eos_token(companions) or eos_token
+        choice = _TokenizerChoice(target, tokenizer, -1, staged=False, companions=companions)
+        unchanged = target.is_file() and _sha256(target) == _sha256(source) and all(
+            (output / name).is_file() and _sha256(output / name) == _sha256(path) for name, path in companions.items())
+        if not unchanged:
             shutil.copyfile(source, staged)
+            for name, path in companions.items():
+                shutil.copyfile(path, output / f".partial-{name}")
             choice.path, choice.staged = staged, True
+            choice.companions = {name: output / f".partial-{name}" for name in companions}
     else:
         from lightning_motif.data.tokenizer_training import train_bpe_tokenizer
 
         if config.model_vocab_size is not None and config.vocab_size > config.model_vocab_size:
             raise config.fail("vocab_size", config.vocab_size,
                               f"larger than the model's vocabulary ({config.model_vocab_size}): lower vocab_size")
-        recipe = json.dumps({"vocab": config.vocab_size, "eos": config.eos_token, "bytes": config.tokenizer_training_bytes,
+        recipe = json.dumps({"vocab": config.vocab_size, "eos": eos_token, "bytes": config.tokenizer_training_bytes,
                              "inputs": [_input_fingerprint(p.items) for p in parts if p.split == "train"]})
         recipe_path = output / TOKENIZER_RECIPE
         current = _readable_tokenizer(target) if target.is_file() else None
@@ -319,11 +347,11 @@ def _choose_tokenizer(config: PrepareConfig, parts: list[_Part], output: Path) -
             choice = _TokenizerChoice(target, current, -1, staged=False, recipe=recipe)
         else:
             _say(config, f"[prepare] tokenizer: training a byte-level BPE of {config.vocab_size} tokens on the inputs")
-            tokenizer = train_bpe_tokenizer(_training_texts(config, parts), config.vocab_size, config.eos_token, staged)
+            tokenizer = train_bpe_tokenizer(_training_texts(config, parts), config.vocab_size, eos_token, staged)
             choice = _TokenizerChoice(staged, tokenizer, -1, staged=True, recipe=recipe)
-    eos = choice.tokenizer.token_to_id(config.eos_token)
+    eos = choice.tokenizer.token_to_id(eos_token)
     if eos is None:
-        raise config.fail("eos_token", config.eos_token, "not in the tokenizer's vocabulary: set eos_token to one of its special tokens")
+        raise config.fail("eos_token", eos_token, "not in the tokenizer's vocabulary: set eos_token to one of its special tokens")
     vocab_size = choice.tokenizer.get_vocab_size()
     if config.model_vocab_size is not None and vocab_size > config.model_vocab_size:
         raise config.fail("model_vocab_size", config.model_vocab_size,
@@ -445,6 +473,7 @@ def prepare(config: PrepareConfig) -> Manifest:
             vocab_size=tokenizer.tokenizer.get_vocab_size(), eos_token_id=tokenizer.eos, tokenizer_sha256=tokenizer_sha,
             tokens=_by_split(records, "tokens"), documents=_by_split(records, "documents"),
             skipped=_by_split(records, "skipped"), replaced_bytes=_by_split(records, "replaced_bytes"),
+            tokenizer_files=sorted(tokenizer.companions),
             source=json.dumps(asdict(config), sort_keys=True),
         )
         _commit(output, tokenizer, staged, manifest)
@@ -453,6 +482,8 @@ def prepare(config: PrepareConfig) -> Manifest:
             shutil.rmtree(partial, ignore_errors=True)
         if tokenizer.staged:
             tokenizer.path.unlink(missing_ok=True)
+            for path in tokenizer.companions.values():
+                path.unlink(missing_ok=True)
     for split, by_domain in manifest.tokens.items():
         for domain, tokens in by_domain.items():
             skipped, replaced = manifest.skipped[split][domain], manifest.replaced_bytes[split][domain]

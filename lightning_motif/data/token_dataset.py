@@ -17,6 +17,9 @@ from components.config_error import ConfigError
 
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
+TOKENIZER_COMPANIONS = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
+                        "merges.txt", "chat_template.jinja")
+"""The files of a Hugging Face tokenizer folder besides tokenizer.json (special tokens, chat template)."""
 
 
 @dataclass
@@ -35,6 +38,9 @@ class Manifest:
     """The prepare config that made the dataset (JSON)."""
     replaced_bytes: dict[str, dict[str, int]] = field(default_factory=dict)
     """replaced_bytes[split][domain]: bytes of .txt documents that were not UTF-8, replaced by U+FFFD."""
+    tokenizer_files: list[str] = field(default_factory=list)
+    """The tokenizer folder's other files kept beside tokenizer.json (tokenizer_config.json with its chat
+    template, special tokens, added tokens)."""
 
     @property
     def domains(self) -> list[str]:

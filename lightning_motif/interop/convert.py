@@ -30,11 +30,11 @@ import torch
 from tqdm import tqdm
 
 from components.config_error import ConfigError
+from lightning_motif.data.token_dataset import TOKENIZER, TOKENIZER_COMPANIONS
 from lightning_motif.interop.hf_config import model_config_yaml, to_config_json
 from lightning_motif.interop.weights import HF_CONFIG, HF_INDEX, HF_SINGLE, WeightSource, check_weights, open_weights
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "vocab.json", "merges.txt", "chat_template.jinja", "generation_config.json")
+TOKENIZER_FILES = (TOKENIZER, *TOKENIZER_COMPANIONS, "generation_config.json")
 IMPORTED_CHECKPOINT = "model.ckpt"
 IMPORTED_CONFIG = "model.yaml"
 FP32_TENSORS = ("lambda_q1", "lambda_k1", "lambda_q2", "lambda_k2")

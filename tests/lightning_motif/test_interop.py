@@ -224,3 +224,57 @@ def test_each_fsdp2_rank_reads_its_rows_of_the_weights(released, tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     reports = [json.loads(line[len("REPORT "):]) for line in result.stdout.splitlines() if line.startswith("REPORT ")]
     assert reports[-1] == {"loaded_from": str(folder), "max_difference": 0.0, "rows_read_per_rank": "own"}
+
+
+def test_prepare_takes_a_released_style_tokenizer_folder(tmp_path):
+    """A tokenizer folder of the released structure (219,520 entries with 520 added tokens, the eos token in
+    tokenizer_config.json): the dataset keeps its files, the manifest records the full vocabulary, and a model
+    whose vocabulary is smaller is refused before any compute."""
+    from components.attention import GroupedDifferentialAttentionConfig
+    from components.mlp import PolyNormMLPConfig
+    from components.model import ModelConfig
+    from hf_synthetic import write_released_tokenizer
+    from lightning_motif.data.datamodule import CurriculumDataModule
+    from lightning_motif.data.prepare import DomainSource, PrepareConfig, prepare
+    from lightning_motif.module import MotifLM
+    from motif_cli import tiny_schedule
+
+    tokenizer = write_released_tokenizer(tmp_path / "tokenizer")
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text("".join(json.dumps({"text": " ".join(f"w{(i * 7919 + j) % 218_999}" for j in range(200))}) + "\n"
+                           for i in range(60)))
+    out = tmp_path / "data"
+    manifest = prepare(PrepareConfig(output_dir=str(out), tokenizer=str(tokenizer), val_fraction=0.2, num_workers=1,
+                                     verbose=False, domains={d: DomainSource(paths=[str(raw)]) for d in ("code", "math", "prose")}))
+    assert manifest.vocab_size == 219_520 and manifest.eos_token_id == 219_002  # "<|im_end|>", an added token
+    assert manifest.tokenizer_files == ["added_tokens.json", "special_tokens_map.json", "tokenizer_config.json"]
+    assert json.loads((out / "tokenizer_config.json").read_text())["chat_template"].startswith("{% for m in messages %}")
+    datamodule = CurriculumDataModule(str(out), tiny_schedule())
+
+    def model(vocab: int) -> MotifLM:
+        return MotifLM(ModelConfig(vocab_size=vocab, hidden_size=32, num_layers=1, max_position_embeddings=128,
+                                   attention=GroupedDifferentialAttentionConfig(num_noise_heads=1, signal_noise_ratio=2, head_dim=8),
+                                   mlp=PolyNormMLPConfig(intermediate_size=32)))
+
+    datamodule.check_fits(model(219_520))
+    with pytest.raises(ConfigError, match="ModelConfig.vocab_size = 219000: smaller than the tokenizer's 219520 tokens"):
+        datamodule.check_fits(model(219_000))
+
+
+def test_a_distributed_checkpoint_exports_tensor_by_tensor(tmp_path, corpus_cache):
+    """An FSDP2 run's sharded checkpoint (2 gloo processes) exports without any process group: each tensor is
+    assembled from its shards, alone, and written in bf16 (lambda vectors fp32)."""
+    result = run_motif(["fit", *tiny_run_args(tmp_path, corpus_cache, 6), "--trainer.limit_val_batches=0",
+                        "--config", str(REPO / "experiments/strategies/fsdp2.yaml"), "--model.parallelism.param_dtype=null",
+                        "--trainer.devices=2", "--trainer.accelerator=cpu", "--trainer.callbacks.dirpath", str(tmp_path / "checkpoints")],
+                       cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = tmp_path / "checkpoints" / "step=6.ckpt"
+    assert folder.is_dir() and list(folder.glob("*.distcp"))
+    convert("export", ConvertConfig(source=str(folder), output=str(tmp_path / "hf"), verbose=False))
+    source = open_weights(folder)
+    exported = read_folder(tmp_path / "hf")
+    assert sorted(exported) == sorted(source.names())
+    for name, tensor in exported.items():
+        expected = source.tensor(name)
+        assert torch.equal(tensor, expected if "lambda_" in name else expected.to(torch.bfloat16)), name
