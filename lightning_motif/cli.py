@@ -258,7 +258,7 @@ def main(args: list[str] | None = None) -> None:
             subclass_mode_data=True,
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"description": "lightning-motif: train, evaluate and prepare data for Motif-2 models"},
+            parser_kwargs={"description": "lightning-motif: train, evaluate, prepare data and convert checkpoints of Motif-2 models"},
             trainer_defaults={
                 "callbacks": [
                     LearningRateMonitor(logging_interval="step"),

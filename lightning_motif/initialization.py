@@ -80,12 +80,16 @@ def materialize(net: nn.Module, device: torch.device, init_seed: int) -> None:
 @torch.no_grad()
 def load_weights(net: nn.Module, source) -> None:
     """Copy the weights of ``source`` (a ``lightning_motif.interop.weights.WeightSource`` holding the same
-    model) into ``net``'s parameters; a sharded (DTensor) parameter reads only this rank's rows."""
+    model) into ``net``'s parameters; a sharded (DTensor) parameter reads only this rank's rows (a distributed
+    checkpoint: only the stored pieces that overlap them)."""
     from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
+    state = {name.replace(_CHECKPOINT_PREFIX, ""): tensor for name, tensor in net.state_dict(keep_vars=True).items()}
+    if hasattr(source, "load_into"):
+        source.load_into(state)
+        return
     names = set(source.names())
-    for name, parameter in net.state_dict(keep_vars=True).items():
-        name = name.replace(_CHECKPOINT_PREFIX, "")
+    for name, parameter in state.items():
         if name not in names:  # a tied lm_head the checkpoint leaves out: the embedding holds it
             continue
         if isinstance(parameter, DTensor):

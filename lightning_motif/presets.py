@@ -28,3 +28,13 @@ def parse_config(cls: type[T], yaml_text: str) -> T:
 
 def load_model_config(path: str | Path) -> ModelConfig:
     return parse_config(ModelConfig, Path(path).read_text())
+
+
+def as_model_config(value: object) -> ModelConfig:
+    """A ModelConfig from either form a checkpoint's hyper-parameters hold it in: the dataclass itself, or (from
+    ``motif fit``, whose LightningCLI saves the parsed config) its class_path / init_args dict."""
+    if isinstance(value, ModelConfig):
+        return value
+    import json
+
+    return parse_config(ModelConfig, json.dumps(value))

@@ -57,8 +57,12 @@ IMPLEMENTATION_FIELDS = ("kernel", "norm_kernel", "loss_kernel", "init_std")
 
 
 def model_differences(ours: object, theirs: object) -> str | None:
-    """The first fields (up to three) in which two model configs differ in what they compute, or None."""
-    mine, other = _flatten(ours, "model.transformer"), _flatten(theirs, "model.transformer")
+    """The first fields (up to three) in which two model configs (dataclasses, or the dicts LightningCLI saves)
+    differ in what they compute, or None."""
+    from lightning_motif.presets import as_model_config
+
+    mine = _flatten(as_model_config(ours), "model.transformer")
+    other = _flatten(as_model_config(theirs), "model.transformer")
     differing = [key for key in sorted(set(mine) | set(other))
                  if mine.get(key) != other.get(key) and key.rsplit(".", 1)[-1] not in IMPLEMENTATION_FIELDS]
     if not differing:

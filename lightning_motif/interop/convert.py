@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from components.config_error import ConfigError
 from lightning_motif.data.token_dataset import TOKENIZER, TOKENIZER_COMPANIONS
-from lightning_motif.interop.hf_config import model_config_yaml, to_config_json
+from lightning_motif.interop.hf_config import model_config_dict, model_config_yaml, to_config_json
 from lightning_motif.interop.weights import HF_CONFIG, HF_INDEX, HF_SINGLE, WeightSource, check_weights, open_weights
 
 TOKENIZER_FILES = (TOKENIZER, *TOKENIZER_COMPANIONS, "generation_config.json")
@@ -104,7 +104,7 @@ def _import(source: WeightSource, config: ConvertConfig) -> Path:
         state[f"net.{name}"] = source.tensor(name)
     import lightning
 
-    checkpoint = {"state_dict": state, "hyper_parameters": {"transformer": source.config},
+    checkpoint = {"state_dict": state, "hyper_parameters": {"transformer": model_config_dict(source.config)},
                   "pytorch-lightning_version": lightning.__version__, "motif_converted_from": str(config.source)}
     torch.save(checkpoint, partial / IMPORTED_CHECKPOINT)
     (partial / IMPORTED_CONFIG).write_text(model_config_yaml(source.config))

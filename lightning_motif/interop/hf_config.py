@@ -103,11 +103,10 @@ def from_config_json(data: dict) -> ModelConfig:
     )
 
 
-def model_config_yaml(config: ModelConfig) -> str:
-    """``config`` as a preset file (``--model.transformer <file>``): its fields, components by class_path."""
+def model_config_dict(config: ModelConfig) -> dict:
+    """``config`` as plain data, components by class_path and init_args: the form of a preset file and of the
+    hyper-parameters ``motif fit`` saves (loadable with torch.load(weights_only=True))."""
     import dataclasses
-
-    import yaml
 
     def component(part) -> dict:
         return {"class_path": f"{type(part).__module__.rsplit('.', 1)[0]}.{type(part).__name__}",
@@ -115,4 +114,11 @@ def model_config_yaml(config: ModelConfig) -> str:
 
     fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     fields.update(attention=component(config.attention), mlp=component(config.mlp))
-    return yaml.safe_dump(fields, sort_keys=False)
+    return fields
+
+
+def model_config_yaml(config: ModelConfig) -> str:
+    """``config`` as a preset file (``--model.transformer <file>``)."""
+    import yaml
+
+    return yaml.safe_dump(model_config_dict(config), sort_keys=False)

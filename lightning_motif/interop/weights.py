@@ -32,13 +32,11 @@ def saved_model_config(checkpoint: dict) -> ModelConfig:
     """The ModelConfig a checkpoint's hyper-parameters hold: the dataclass itself, or (from ``motif fit``, whose
     LightningCLI saves the parsed config) its class_path / init_args form."""
     saved = checkpoint.get("hyper_parameters", {}).get("transformer")
-    if isinstance(saved, ModelConfig):
-        return saved
     if saved is None:
         raise ConfigError("weights", "source", "hyper_parameters.transformer", "the checkpoint holds no model config")
-    from lightning_motif.presets import parse_config
+    from lightning_motif.presets import as_model_config
 
-    return parse_config(ModelConfig, json.dumps(saved))
+    return as_model_config(saved)
 
 
 class WeightSource:
@@ -107,6 +105,15 @@ class DistributedCheckpoint(WeightSource):
     def shape_and_dtype(self, name: str):
         meta = self._meta[name]
         return tuple(meta.size), meta.properties.dtype
+
+    def load_into(self, state: dict[str, torch.Tensor]) -> None:
+        """Fill ``state`` ({name: tensor or FSDP2 DTensor}) in place, all at once: with DTensors each rank reads
+        only the stored pieces that overlap its own shards (collectively, when torch.distributed is up)."""
+        import torch.distributed as dist
+        import torch.distributed.checkpoint as dcp
+
+        targets = {f"{STATE_PREFIX}{name}": tensor for name, tensor in state.items() if name in self._meta}
+        dcp.load({"state_dict": targets}, checkpoint_id=str(self._path), no_dist=not dist.is_initialized())
 
     def tensor(self, name: str) -> torch.Tensor:
         import torch.distributed.checkpoint as dcp

@@ -263,9 +263,10 @@ def test_prepare_takes_a_released_style_tokenizer_folder(tmp_path):
 
 def test_a_distributed_checkpoint_exports_tensor_by_tensor(tmp_path, corpus_cache):
     """An FSDP2 run's sharded checkpoint (2 gloo processes) exports without any process group: each tensor is
-    assembled from its shards, alone, and written in bf16 (lambda vectors fp32)."""
+    assembled from its shards, alone, and written in bf16 (lambda vectors fp32). Another FSDP2 run starts from
+    it (``init_weights_from``), each rank reading the pieces of its own shards."""
     result = run_motif(["fit", *tiny_run_args(tmp_path, corpus_cache, 6), "--trainer.limit_val_batches=0",
-                        "--config", str(REPO / "experiments/strategies/fsdp2.yaml"), "--model.parallelism.param_dtype=null",
+                        "--trainer.log_every_n_steps=1", "--config", str(REPO / "experiments/strategies/fsdp2.yaml"), "--model.parallelism.param_dtype=null",
                         "--trainer.devices=2", "--trainer.accelerator=cpu", "--trainer.callbacks.dirpath", str(tmp_path / "checkpoints")],
                        cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -278,3 +279,23 @@ def test_a_distributed_checkpoint_exports_tensor_by_tensor(tmp_path, corpus_cach
     for name, tensor in exported.items():
         expected = source.tensor(name)
         assert torch.equal(tensor, expected if "lambda_" in name else expected.to(torch.bfloat16)), name
+    trained = scalar_steps(tmp_path / "tensorboard" / "version_0", "train/loss")
+    result = run_motif(["fit", *tiny_run_args(tmp_path / "again", corpus_cache, 6), "--trainer.limit_val_batches=0",
+                        "--trainer.log_every_n_steps=1", "--config", str(REPO / "experiments/strategies/fsdp2.yaml"),
+                        "--model.parallelism.param_dtype=null", "--trainer.devices=2", "--trainer.accelerator=cpu",
+                        f"--model.init_weights_from={folder}"], cwd=tmp_path)  # each rank loads its shards from it
+    assert result.returncode == 0, result.stderr[-3000:]
+    again = scalar_steps(tmp_path / "again" / "tensorboard" / "version_0", "train/loss")
+    assert again[0] < trained[0] - 0.5 and abs(again[0] - trained[5]) < 0.5, (again, trained)
+
+
+def test_validate_and_test_accept_an_imported_checkpoint(tmp_path, corpus_cache):
+    config = released_config(layers=2, **dict(SMALL, vocab=600))
+    folder = write_released_folder(tmp_path / "released", config, released_tensors(config))
+    convert("import", ConvertConfig(source=str(folder), output=str(tmp_path / "imported"), verbose=False))
+    for command, key in (("validate", "val/loss"), ("test", "test/loss")):
+        result = run_motif([command, *tiny_run_args(tmp_path, corpus_cache, 4), "--model.transformer",
+                            str(tmp_path / "imported" / "model.yaml"), "--ckpt_path", str(tmp_path / "imported" / "model.ckpt")],
+                           cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert key in result.stdout
