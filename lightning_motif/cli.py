@@ -215,15 +215,17 @@ def check_yaml_files(args: list[str]) -> None:
     column (the config parser reads files as strings and would report neither)."""
     for arg in args:
         path = Path(arg.split("=", 1)[-1])
-        if path.suffix in (".yaml", ".yml") and path.is_file():
-            try:
-                yaml.safe_load(path.read_text())
-            except yaml.YAMLError as error:
-                mark = getattr(error, "problem_mark", None)
-                where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "it"
-                problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-                raise ConfigError("config", "file", str(path), f"{where}: {problem} (YAML indents with spaces, not tabs)"
-                                  if "\t" in path.read_text() else f"{where}: {problem}") from None
+        if path.suffix not in (".yaml", ".yml") or not path.is_file():
+            continue
+        text = path.read_text()
+        try:
+            yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "it"
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            hint = " (YAML indents with spaces, not tabs)" if "\t" in text else ""
+            raise ConfigError("config", "file", str(path), f"{where}: {problem}{hint}") from None
 
 
 def _config_error_within(error: BaseException) -> str | None:

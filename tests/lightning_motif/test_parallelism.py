@@ -60,6 +60,7 @@ def test_blocks_compiled_per_block_share_one_graph_whatever_the_depth(monkeypatc
         optimizer = MuonClip(motif_param_groups(net), lr=1e-2, qk_clip_tau=0.01)
         optimizer.set_qk_clip_sources([a.qk_clip_target for a in attentions])
         tokens = torch.randint(0, 97, (4, 17), generator=torch.Generator().manual_seed(1))
+        clipped = 0
         for _ in range(2):
             for attention in attentions:
                 attention.reset_max_logits()
@@ -68,11 +69,12 @@ def test_blocks_compiled_per_block_share_one_graph_whatever_the_depth(monkeypatc
                 net(micro_batch[:, :-1], targets=micro_batch[:, 1:]).backward()
             optimizer.step()
             optimizer.zero_grad()
+            clipped += sum(optimizer.clipped_heads)
             for attention in attentions:
                 attention.track_max_logits = False
             with torch.no_grad():
                 net(tokens[:, :-1], targets=tokens[:, 1:])
-        assert sum(optimizer.clipped_heads) > 0  # QK-clip rescaled weights between the compiled calls
+        assert clipped > 0  # QK-clip rescaled weights between the compiled calls
         assert not counters["graph_break"], dict(counters["graph_break"])
         return counters["stats"]["unique_graphs"]
 
