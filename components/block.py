@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from components.attention.base import AttentionConfig
+from components.kv_cache import DecodeStep, KVCache
 from components.layers import WeightInit
 from components.mlp.base import MLPConfig
 from components.norms import RMSNorm
@@ -28,6 +29,8 @@ class DecoderBlock(nn.Module):
         self.post_attention_layernorm = RMSNorm(hidden_size, norm_eps, norm_kernel)
         self.mlp = mlp.build(hidden_size, init)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        normed, h = self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), cos, sin), residual=x)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+                step: DecodeStep | None = None) -> torch.Tensor:
+        """``cache`` and ``step`` only when decoding (``components.kv_cache``)."""
+        normed, h = self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), cos, sin, cache, step), residual=x)
         return h + self.mlp(normed)

@@ -18,7 +18,8 @@ from kernels.launch import Implementation
 from kernels.linear_cross_entropy import LossImplementation
 from components.mlp.base import MLPConfig
 from components.norms import RMSNorm
-from components.rope import rotary_cos_sin
+from components.kv_cache import DecodeStep, DecodingState
+from components.rope import rotary_at, rotary_cos_sin
 
 
 @dataclass(kw_only=True)
@@ -70,18 +71,25 @@ class MotifTransformer(nn.Module):
         )
         self.norm = RMSNorm(config.hidden_size, config.norm_eps)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        seq_len = input_ids.shape[1]
-        if seq_len > self.config.max_position_embeddings:
+    def forward(self, input_ids: torch.Tensor, step: DecodeStep | None = None) -> torch.Tensor:
+        """Hidden states of ``input_ids`` (batch, seq); with ``step`` the tokens continue a decoding cache."""
+        head_dim, theta = self.config.attention.head_dim, self.config.rope_theta
+        if step is None:
+            self._check_positions(input_ids.shape[1])
+            cos, sin = rotary_cos_sin(input_ids.shape[1], head_dim, theta, input_ids.device)
+        else:
+            cos, sin = rotary_at(step.positions, head_dim, theta)
+        x = self.embed_tokens(input_ids)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin) if step is None else layer(x, cos, sin, step.caches[i], step)
+        return self.norm(x)
+
+    def _check_positions(self, length: int) -> None:
+        if length > self.config.max_position_embeddings:
             raise ValueError(
-                f"sequence length {seq_len} exceeds ModelConfig.max_position_embeddings = "
+                f"sequence length {length} exceeds ModelConfig.max_position_embeddings = "
                 f"{self.config.max_position_embeddings}: shorten the sequences or raise max_position_embeddings"
             )
-        cos, sin = rotary_cos_sin(seq_len, self.config.attention.head_dim, self.config.rope_theta, input_ids.device)
-        x = self.embed_tokens(input_ids)
-        for layer in self.layers:
-            x = layer(x, cos, sin)
-        return self.norm(x)
 
 
 class MotifForCausalLM(nn.Module):
@@ -99,8 +107,17 @@ class MotifForCausalLM(nn.Module):
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
 
-    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        return self.lm_head(self.model(input_ids), targets)
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None,
+                step: DecodeStep | None = None) -> torch.Tensor:
+        return self.lm_head(self.model(input_ids, step), targets)
+
+    def decoding_state(self, batch: int, length: int, dtype: torch.dtype | None = None) -> DecodingState:
+        """Empty key/value caches for ``batch`` rows of up to ``length`` tokens (prompt and generation): each
+        layer's attention says what one token stores. ValueError if ``length`` passes max_position_embeddings."""
+        self.model._check_positions(length)
+        weight = self.lm_head.weight
+        layouts = [layer.self_attn.cache_layout() for layer in self.model.layers]
+        return DecodingState(layouts, batch, length, weight.device, dtype or weight.dtype)
 
     def statistics(self) -> dict[str, torch.Tensor]:
         """Per-layer scalars of the swappable parts, keyed ``layer_{i:02d}/{name}`` (lambda, PolyNorm weights)."""

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from components.config_error import require, require_choices
+from components.kv_cache import DecodeStep, KVCache
 from components.layers import WeightInit
 from components.optim.qk_clip import QKClipTarget
 from kernels.launch import Implementation
@@ -37,14 +38,28 @@ class Attention(nn.Module):
     ``cos`` and ``sin`` are the rotary tables of :func:`components.rope.rotary_cos_sin` for this sequence.
     With ``track_max_logits`` set, every forward also folds the largest pre-softmax logit of each query head
     into ``max_logits`` (for QK-clip and the dashboard) until ``reset_max_logits`` is called.
+    Decoding passes a ``cache`` (``components.kv_cache``) and the ``step``: the new tokens' keys and values are
+    stored there and the queries attend to everything cached; ``cache_layout`` says what a token stores.
     """
 
     track_max_logits: bool = False
     max_logits: torch.Tensor | None = None
     kernel: str = "auto"
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+                step: DecodeStep | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def cache_layout(self) -> tuple[int, int, int, int]:
+        """(key heads, key width, value heads, value width) one token stores in a KVCache."""
+        raise NotImplementedError
+
+    def _cached(self, k: torch.Tensor, v: torch.Tensor, cache: KVCache | None, step: DecodeStep | None):
+        """(keys, values, mask) the queries attend to: the new ones (causal) without a cache, else the cache's."""
+        if cache is None:
+            return k, v, None
+        keys, values = cache.write(step, k, v)
+        return keys, values, step.mask
 
     def key_head_of_query(self) -> list[int]:
         """For each query head in q_proj order, the index of the key head (in k_proj order) it attends with."""
@@ -65,15 +80,16 @@ class Attention(nn.Module):
         return {} if self.max_logits is None else {"max_logit": self.max_logits.max()}
 
 
-def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """softmax(q k^T / sqrt(head_dim) + causal mask) v through SDPA (no S x S tensor on GPU).
 
     Inputs are (batch, seq, heads, dim); key/value heads may be fewer than query heads, in which case query
     head h reads key/value head h // (q_heads / kv_heads) (GQA, consecutive query heads share a key). The
-    value width may differ from the query/key width. Returns (batch, seq, q_heads, value_dim).
+    value width may differ from the query/key width. Returns (batch, seq, q_heads, value_dim). With ``mask``
+    (batch, 1, q_seq, k_seq; True = attend) the keys are a decoding cache and the mask replaces causality.
     """
     out = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-        is_causal=True, enable_gqa=q.shape[2] != k.shape[2],
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
+        is_causal=mask is None, enable_gqa=q.shape[2] != k.shape[2],
     )
     return out.transpose(1, 2)

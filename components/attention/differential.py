@@ -15,6 +15,7 @@ import torch
 from components.attention.base import causal_attention
 from components.attention.differential_base import DifferentialAttentionBase, DifferentialConfig
 from components.config_error import require
+from components.kv_cache import DecodeStep, KVCache
 from components.layers import Linear, WeightInit
 from components.rope import apply_rotary
 from kernels.causal_max_logits import causal_max_logits
@@ -52,7 +53,8 @@ class DifferentialAttention(DifferentialAttentionBase):
         self.v_proj = Linear(hidden_size, 2 * self.num_kv_heads * d, init.std)
         self.o_proj = Linear(2 * self.num_heads * d, hidden_size, init.output_std)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+                step: DecodeStep | None = None) -> torch.Tensor:
         batch, seq, _ = x.shape
         d = self.head_dim
         q = apply_rotary(self.q_proj(x).view(batch, seq, 2 * self.num_heads, d), cos, sin)
@@ -62,9 +64,13 @@ class DifferentialAttention(DifferentialAttentionBase):
             both = (causal_max_logits(q[:, :, 0::2], k[:, :, 0::2], impl=self.kernel),
                     causal_max_logits(q[:, :, 1::2], k[:, :, 1::2], impl=self.kernel))
             self._record_max_logits(torch.stack(both, dim=1).flatten())
-        signal = causal_attention(q[:, :, 0::2], k[:, :, 0::2], v)
-        noise = causal_attention(q[:, :, 1::2], k[:, :, 1::2], v)
+        k, v, mask = self._cached(k, v, cache, step)
+        signal = causal_attention(q[:, :, 0::2], k[:, :, 0::2], v, mask)
+        noise = causal_attention(q[:, :, 1::2], k[:, :, 1::2], v, mask)
         return self.o_proj(self.combine(signal, noise))
+
+    def cache_layout(self) -> tuple[int, int, int, int]:
+        return 2 * self.num_kv_heads, self.head_dim, self.num_kv_heads, 2 * self.head_dim
 
     def key_head_of_query(self) -> list[int]:
         per_group = self.num_heads // self.num_kv_heads

@@ -16,6 +16,7 @@ import torch
 from components.attention.base import causal_attention
 from components.attention.differential_base import DifferentialAttentionBase, DifferentialConfig
 from components.config_error import require
+from components.kv_cache import DecodeStep, KVCache
 from components.layers import Linear, WeightInit
 from components.rope import apply_rotary
 from kernels.causal_max_logits import causal_max_logits
@@ -62,7 +63,8 @@ class GroupedDifferentialAttention(DifferentialAttentionBase):
         self.v_proj = Linear(hidden_size, config.num_kv_heads * d, init.std)
         self.o_proj = Linear(self.groups * self.ratio * 2 * d, hidden_size, init.output_std)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+                step: DecodeStep | None = None) -> torch.Tensor:
         batch, seq, _ = x.shape
         g, r, d = self.groups, self.ratio, self.head_dim
         q = apply_rotary(self.q_proj(x).view(batch, seq, g * (r + 1), d), cos, sin).view(batch, seq, g, r + 1, d)
@@ -73,9 +75,14 @@ class GroupedDifferentialAttention(DifferentialAttentionBase):
             signal_max = causal_max_logits(signal_q, k[:, :, 0::2], impl=self.kernel).view(g, r)
             noise_max = causal_max_logits(noise_q, k[:, :, 1::2], impl=self.kernel).view(g, 1)
             self._record_max_logits(torch.cat([signal_max, noise_max], dim=1).flatten())
-        signal = causal_attention(signal_q, k[:, :, 0::2], v)
-        noise = causal_attention(noise_q, k[:, :, 1::2], v)
+        k, v, mask = self._cached(k, v, cache, step)
+        signal = causal_attention(signal_q, k[:, :, 0::2], v, mask)
+        noise = causal_attention(noise_q, k[:, :, 1::2], v, mask)
         return self.o_proj(self.combine(signal, noise))
+
+    def cache_layout(self) -> tuple[int, int, int, int]:
+        """2G key heads (k1, k2 per group) and G value pairs of 2 * head_dim: each stored once."""
+        return 2 * self.groups, self.head_dim, self.groups, 2 * self.head_dim
 
     def key_head_of_query(self) -> list[int]:
         return [2 * g + (j == self.ratio) for g in range(self.groups) for j in range(self.ratio + 1)]
