@@ -31,6 +31,8 @@ from lightning_motif.callbacks import CurriculumMonitor, ModelStatisticsMonitor,
 from lightning_motif.data.datamodule import CurriculumDataModule
 from lightning_motif.data import prepare as prepare_module
 from lightning_motif.data.prepare import PrepareConfig, prepare
+from lightning_motif import generate as generate_module
+from lightning_motif.generate import GenerateConfig
 from lightning_motif.interop import convert as convert_module
 from lightning_motif.interop.convert import ConvertConfig, convert
 from lightning_motif.module import MotifLM, NonFiniteTrainingError
@@ -134,11 +136,27 @@ def run_convert(args: list[str]) -> None:
     print(f"[convert] {parsed.direction}: {output}")
 
 
+def generate_parser() -> LightningArgumentParser:
+    """``motif generate``: the fields of GenerateConfig as flags or from ``--config`` YAML."""
+    parser = _OneLineErrorParser(prog="motif generate", description=generate_module.__doc__)
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="Path to a YAML config file.")
+    parser.add_class_arguments(GenerateConfig)
+    return parser
+
+
+def run_generate(args: list[str]) -> None:
+    parser = generate_parser()
+    args = [arg + "+" if arg in ("--prompt", "--stop") else arg for arg in args]  # each adds one (jsonargparse: +)
+    parsed = parser.instantiate(parser.parse_args(args))
+    generate_module.run(GenerateConfig(**{f.name: parsed[f.name] for f in fields(GenerateConfig)}))
+
+
 PROJECT_COMMANDS = {
     "prepare": ("Tokenize raw corpora into litdata token shards, one folder per split and domain.", prepare_parser,
                 run_prepare),
     "convert": ("Import a Hugging Face Motif-2 checkpoint, or export a checkpoint to that layout.", convert_parser,
                 run_convert),
+    "generate": ("Generate text from a checkpoint (key/value cache, greedy or sampled).", generate_parser, run_generate),
 }
 """Subcommands that are not a Trainer method: (help line, parser, runner)."""
 
