@@ -31,7 +31,9 @@ from lightning_motif.callbacks import CurriculumMonitor, ModelStatisticsMonitor,
 from lightning_motif.data.datamodule import CurriculumDataModule
 from lightning_motif.data import prepare as prepare_module
 from lightning_motif.data.prepare import PrepareConfig, prepare
+from lightning_motif import evaluate as evaluate_module
 from lightning_motif import generate as generate_module
+from lightning_motif.evaluate import EvalConfig
 from lightning_motif.generate import GenerateConfig
 from lightning_motif.interop import convert as convert_module
 from lightning_motif.interop.convert import ConvertConfig, convert
@@ -151,12 +153,28 @@ def run_generate(args: list[str]) -> None:
     generate_module.run(GenerateConfig(**{f.name: parsed[f.name] for f in fields(GenerateConfig)}))
 
 
+def eval_parser() -> LightningArgumentParser:
+    """``motif eval``: the fields of EvalConfig as flags or from ``--config`` YAML."""
+    parser = _OneLineErrorParser(prog="motif eval", description=evaluate_module.__doc__)
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="Path to a YAML config file.")
+    parser.add_class_arguments(EvalConfig)
+    return parser
+
+
+def run_eval(args: list[str]) -> None:
+    parser = eval_parser()
+    args = [arg + "+" if arg == "--tasks" else arg for arg in args]  # each --tasks adds one (jsonargparse: +)
+    parsed = parser.instantiate(parser.parse_args(args))
+    evaluate_module.run(EvalConfig(**{f.name: parsed[f.name] for f in fields(EvalConfig)}))
+
+
 PROJECT_COMMANDS = {
     "prepare": ("Tokenize raw corpora into litdata token shards, one folder per split and domain.", prepare_parser,
                 run_prepare),
     "convert": ("Import a Hugging Face Motif-2 checkpoint, or export a checkpoint to that layout.", convert_parser,
                 run_convert),
     "generate": ("Generate text from a checkpoint (key/value cache, greedy or sampled).", generate_parser, run_generate),
+    "eval": ("Score a checkpoint: lm-evaluation-harness tasks and per-domain perplexity.", eval_parser, run_eval),
 }
 """Subcommands that are not a Trainer method: (help line, parser, runner)."""
 

@@ -26,3 +26,15 @@ def embedded_datamodule(corpus_cache):
     datamodule.prepare_data()
     datamodule.setup("fit")
     return datamodule
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, corpus_cache, embedded_datamodule):
+    """A checkpoint file of a short tiny run on the small embedded corpus, and that corpus's tokenizer folder."""
+    from motif_cli import run_motif, tiny_run_args
+
+    tmp = tmp_path_factory.mktemp("tiny-checkpoint")
+    result = run_motif(["fit", *tiny_run_args(tmp, corpus_cache, 6), "--trainer.limit_val_batches=0",
+                        "--trainer.callbacks.dirpath", str(tmp / "checkpoints")], cwd=tmp)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp / "checkpoints" / "step=6.ckpt", embedded_datamodule.data_dir

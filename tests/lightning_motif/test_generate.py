@@ -12,22 +12,21 @@ STEPS = 6
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, corpus_cache, embedded_datamodule):
-    """A tiny run's checkpoint file and distributed-checkpoint folder, an export of the file with the corpus's
-    tokenizer, and that tokenizer's folder."""
+def trained(tmp_path_factory, corpus_cache, tiny_checkpoint):
+    """The tiny run's checkpoint file, a distributed-checkpoint folder of an FSDP2 run, an export of the file with
+    the corpus's tokenizer, and that tokenizer's folder."""
+    checkpoint, tokenizer = tiny_checkpoint
     tmp = tmp_path_factory.mktemp("generate")
-    common = [*tiny_run_args(tmp, corpus_cache, STEPS), "--trainer.limit_val_batches=0"]
-    assert run_motif(["fit", *common, "--trainer.callbacks.dirpath", str(tmp / "file")], cwd=tmp).returncode == 0
-    result = run_motif(["fit", *common, "--trainer.callbacks.dirpath", str(tmp / "sharded"), "--config",
+    result = run_motif(["fit", *tiny_run_args(tmp, corpus_cache, STEPS), "--trainer.limit_val_batches=0",
+                        "--trainer.callbacks.dirpath", str(tmp / "sharded"), "--config",
                         str(REPO / "experiments/strategies/fsdp2.yaml"), "--model.parallelism.param_dtype=null",
                         "--trainer.devices=2", "--trainer.accelerator=cpu"], cwd=tmp)
     assert result.returncode == 0, result.stderr[-3000:]
-    tokenizer = embedded_datamodule.data_dir
-    result = run_motif(["convert", "export", "--source", str(tmp / "file" / f"step={STEPS}.ckpt"), "--output",
-                        str(tmp / "hf"), "--tokenizer", tokenizer], cwd=tmp)
+    result = run_motif(["convert", "export", "--source", str(checkpoint), "--output", str(tmp / "hf"),
+                        "--tokenizer", tokenizer], cwd=tmp)
     assert result.returncode == 0, result.stderr[-3000:]
-    return {"file": str(tmp / "file" / f"step={STEPS}.ckpt"), "sharded": str(tmp / "sharded" / f"step={STEPS}.ckpt"),
-            "hf": str(tmp / "hf"), "tokenizer": tokenizer, "tmp": tmp}
+    return {"file": str(checkpoint), "sharded": str(tmp / "sharded" / f"step={STEPS}.ckpt"), "hf": str(tmp / "hf"),
+            "tokenizer": tokenizer, "tmp": tmp}
 
 
 def motif_generate(trained, source: str, *args: str, tokenizer: bool = True):
