@@ -111,3 +111,23 @@ def test_bad_eval_arguments_stop_with_one_line(args, expected, tiny_checkpoint, 
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("motif: error:")]
     assert len(errors) == 1 and expected in errors[0], result.stderr[-3000:]
+
+
+def test_a_training_run_scores_a_local_task_every_n_steps(tmp_path, corpus_cache, monkeypatch):
+    from motif_cli import scalar_steps, tiny_run_args
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    write_task(tasks, "motif_choice", [{"question": f"x = {i}\ny =", "choices": [" 1", " x"], "answer": i % 2} for i in range(4)],
+               {"output_type": "multiple_choice", "doc_to_text": "{{question}}", "doc_to_choice": "{{choices}}",
+                "doc_to_target": "answer", "metric_list": [{"metric": "acc"}]})
+    (tmp_path / "monitor.yaml").write_text(yaml.safe_dump({"trainer": {"callbacks": [
+        {"class_path": "lightning_motif.callbacks.MotifCheckpoint", "init_args": {"every_n_train_steps": 100}},
+        {"class_path": "lightning_motif.callbacks.HarnessTaskMonitor",
+         "init_args": {"tasks": ["motif_choice"], "include_path": str(tasks), "every_n_train_steps": 3, "limit": 4}}]}}))
+    result = run_motif(["fit", *tiny_run_args(tmp_path, corpus_cache, 6), "--config", str(tmp_path / "monitor.yaml"),
+                        "--trainer.limit_val_batches=0"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    scores = scalar_steps(tmp_path / "tensorboard" / "version_0", "eval/motif_choice/acc_none")
+    assert sorted(scores) == [2, 5] and all(0.0 <= v <= 1.0 for v in scores.values())  # after steps 3 and 6
