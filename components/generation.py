@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from components.config_error import require
+from components.kv_cache import DecodeStep, DecodingState
 
 
 @dataclass(kw_only=True)
@@ -72,14 +73,55 @@ def _now(device: torch.device) -> float:
     return time.perf_counter()
 
 
+class StaticDecodeStep:
+    """One decode step (one new token per row) with every input in a fixed buffer, so that its shapes and
+    addresses never change: on a GPU it is captured once as a CUDA graph and replayed (no per-kernel launch cost,
+    which dominates decoding a large model one token at a time); elsewhere it runs the same buffers eagerly."""
+
+    def __init__(self, model, state: DecodingState, batch: int) -> None:
+        device = model.lm_head.weight.device
+        self.model = model
+        self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        self.step = DecodeStep(slots=torch.zeros(1, dtype=torch.long, device=device),
+                               positions=torch.zeros(batch, 1, dtype=torch.long, device=device),
+                               mask=torch.zeros(batch, 1, 1, state.length, dtype=torch.bool, device=device),
+                               caches=state.caches)
+        self.graph = None
+        self.logits: torch.Tensor | None = None
+
+    def _forward(self) -> torch.Tensor:
+        return self.model(self.tokens, step=self.step)[:, -1]
+
+    def __call__(self, tokens: torch.Tensor, step: DecodeStep) -> torch.Tensor:
+        self.tokens.copy_(tokens)
+        self.step.slots.copy_(step.slots)
+        self.step.positions.copy_(step.positions)
+        self.step.mask.copy_(step.mask)
+        if self.tokens.device.type != "cuda":
+            return self._forward()
+        if self.graph is None:  # warm up on a side stream (kernel compilation, allocator), then capture
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(2):
+                    self._forward()
+            torch.cuda.current_stream().wait_stream(stream)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.logits = self._forward()
+        self.graph.replay()
+        return self.logits
+
+
 @torch.no_grad()
 def generate(model, prompts: list[list[int]], sampling: SamplingConfig, eos_ids: tuple[int, ...] = (),
              stop: Callable[[int, list[int]], bool] | None = None,
-             on_step: Callable[[list[list[int]]], None] | None = None) -> Generation:
+             on_step: Callable[[list[list[int]]], None] | None = None, static_decode: bool = False) -> Generation:
     """Continue every prompt of ``prompts`` (token ids) with ``model`` (a MotifForCausalLM in eval mode).
 
     ``stop(row, tokens)`` ends a row early (stop strings); ``on_step(tokens)`` sees the tokens so far after each
-    step (streaming). ValueError when the longest prompt plus max_new_tokens passes the model's positions.
+    step (streaming); ``static_decode`` runs the decode steps through a StaticDecodeStep (a CUDA graph on a GPU).
+    ValueError when the longest prompt plus max_new_tokens passes the model's positions.
     """
     if not prompts or not all(prompts):
         raise ValueError("give at least one prompt, none of them empty")
@@ -98,6 +140,8 @@ def generate(model, prompts: list[list[int]], sampling: SamplingConfig, eos_ids:
     tokens: list[list[int]] = [[] for _ in prompts]
     finished = [""] * batch
     every_row = torch.ones(batch, 1, dtype=torch.bool, device=device)
+    decode = StaticDecodeStep(model, state, batch) if static_decode else \
+        (lambda chosen_tokens, step: model(chosen_tokens, step=step)[:, -1])
     for count in range(sampling.max_new_tokens):
         chosen = next_tokens(logits, sampling, generator)
         for row, token in enumerate(chosen.tolist()):
@@ -113,7 +157,7 @@ def generate(model, prompts: list[list[int]], sampling: SamplingConfig, eos_ids:
             on_step(tokens)
         if all(finished) or count == sampling.max_new_tokens - 1:
             break
-        logits = model(chosen[:, None], step=state.step(every_row))[:, -1]
+        logits = decode(chosen[:, None], state.step(every_row))
     done = _now(device)
     return Generation(tokens, sum(len(p) for p in prompts), prefilled - started, done - prefilled,
                       [reason or "length" for reason in finished])

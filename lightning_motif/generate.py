@@ -54,6 +54,9 @@ class GenerateConfig:
     """Weights and cache dtype: "auto" is bfloat16 on a GPU, float32 on the CPU."""
     output: str | None = None
     """Write one jsonl record per prompt (prompt, text, tokens, finish reason) here."""
+    cuda_graph: bool = True
+    """On a GPU, replay each decode step as a CUDA graph (the launch cost of a step's kernels is what limits
+    decoding a large model one token at a time)."""
 
 
 def _prompts(config: GenerateConfig, tokenizer: TextTokenizer) -> list[str]:
@@ -134,7 +137,8 @@ def run(config: GenerateConfig) -> list[dict]:
         print(text[streamed[0]:], end="", flush=True)
         streamed[0] = len(text)
 
-    result = generate(model, prompts, config.sampling, eos_ids, stop, stream if len(prompts) == 1 else None)
+    result = generate(model, prompts, config.sampling, eos_ids, stop, stream if len(prompts) == 1 else None,
+                      static_decode=config.cuda_graph and device.type == "cuda")
     records = []
     for text, prompt, tokens, finish in zip(texts, prompts, result.tokens, result.finished):
         output = tokenizer.decode(tokens)

@@ -107,3 +107,12 @@ def test_a_prompt_longer_than_the_positions_is_refused():
     model = model_with(ATTENTIONS["gda"])
     with pytest.raises(ValueError, match="sequence length 41 exceeds ModelConfig.max_position_embeddings = 40"):
         generate(model, [list(range(1, 30))], SamplingConfig(max_new_tokens=12))
+
+
+@pytest.mark.parametrize("attention", ["gda", "gqa"])
+def test_static_decode_buffers_give_the_same_tokens(attention):
+    """The decode steps through fixed buffers (what a CUDA graph replays on a GPU) generate what plain calls do."""
+    model = model_with(ATTENTIONS[attention])
+    prompts = [[5, 17, 3], [8, 1, 60, 2, 33, 70]]
+    sampling = SamplingConfig(max_new_tokens=10, temperature=1.0, top_k=30, seed=5)
+    assert generate(model, prompts, sampling, static_decode=True).tokens == generate(model, prompts, sampling).tokens
