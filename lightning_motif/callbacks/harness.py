@@ -14,8 +14,9 @@ class HarnessTaskMonitor(Callback):
     """Every ``every_n_train_steps`` optimizer steps, runs ``tasks`` (lm-evaluation-harness, the eval extra; local
     task YAMLs from ``include_path``) on at most ``limit`` examples each and logs every metric as
     ``eval/<task>/<metric>`` on the training step axis, next to the validation loss. The tokenizer is the training
-    data's (its ``data_dir``) unless ``tokenizer`` names one. Every rank runs the same requests in step (a
-    sharded model needs all of them for a forward); rank 0 logs.
+    data's (its ``data_dir``) unless ``tokenizer`` names one. Every rank runs the same requests on its model
+    (tested on one device; a sharded model would need every rank in each forward, as this arranges, but that is
+    not tested); rank 0 logs.
 
     Args:
         tasks: Harness task names.
