@@ -38,3 +38,18 @@ def tiny_checkpoint(tmp_path_factory, corpus_cache, embedded_datamodule):
                         "--trainer.callbacks.dirpath", str(tmp / "checkpoints")], cwd=tmp)
     assert result.returncode == 0, result.stderr[-3000:]
     return tmp / "checkpoints" / "step=6.ckpt", embedded_datamodule.data_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_sharded_checkpoint(tmp_path_factory, corpus_cache, embedded_datamodule):
+    """The distributed-checkpoint folder of a short tiny run under FSDP2 on 2 gloo processes (fp32), and the run's
+    TensorBoard folder (every step logged)."""
+    from motif_cli import REPO, run_motif, tiny_run_args
+
+    tmp = tmp_path_factory.mktemp("tiny-sharded")
+    result = run_motif(["fit", *tiny_run_args(tmp, corpus_cache, 6), "--trainer.limit_val_batches=0",
+                        "--trainer.log_every_n_steps=1", "--config", str(REPO / "experiments/strategies/fsdp2.yaml"),
+                        "--model.parallelism.param_dtype=null", "--trainer.devices=2", "--trainer.accelerator=cpu",
+                        "--trainer.callbacks.dirpath", str(tmp / "checkpoints")], cwd=tmp)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp / "checkpoints" / "step=6.ckpt", tmp / "tensorboard" / "version_0"

@@ -24,6 +24,29 @@ def run_motif(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.Co
     return subprocess.run(motif_command() + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def run_motif_in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``motif`` called as a function in this process (no interpreter start-up, about 5 s saved per call), with
+    its stdout, stderr and exit status collected like ``run_motif``'s. For commands that stay in one process:
+    Lightning starts the other ranks of a multi-process run by re-running the command line."""
+    import contextlib
+    import io
+
+    from lightning_motif.cli import main
+
+    out, err, status = io.StringIO(), io.StringIO(), 0
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(list(args))
+            except SystemExit as exit_:
+                status = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
+
+
 def tiny_run_args(tmp: Path, cache: Path, steps: int) -> list[str]:
     """Quickstart config shrunk to the tiny preset, a small embedded corpus with a fast two-phase curriculum and
     ``steps`` steps, logging under tmp."""

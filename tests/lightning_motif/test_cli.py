@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from components.optim.schedules import WarmupStableDecayLR
-from motif_cli import QUICKSTART, REPO, run_motif, scalars, tiny_run_args
+from motif_cli import QUICKSTART, REPO, run_motif, run_motif_in_process, scalars, tiny_run_args
 
 STEPS = 40
 
@@ -94,12 +94,12 @@ def test_help_lists_the_subcommands_that_work_with_documented_fields(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "{fit,validate,test,prepare,convert,generate,eval}" in result.stdout and "predict" not in result.stdout
     assert "args parameter is intended" not in result.stderr  # LightningCLI's warning when given args twice
-    fit_help = run_motif(["fit", "--help"], cwd=tmp_path).stdout
+    fit_help = run_motif_in_process(["fit", "--help"], tmp_path).stdout
     assert "--model.transformer.norm_kernel {auto,triton,reference}" in fit_help  # choices of Literal fields
     assert "--model.on_nonfinite {skip,stop}" in fit_help
     assert "The fused residual add + RMSNorm after attention" in fit_help  # the field's attribute docstring
     assert "What a non-finite loss or gradient norm does" in fit_help  # MotifLM's Args
-    prepare_help = run_motif(["prepare", "--help"], cwd=tmp_path).stdout
+    prepare_help = run_motif_in_process(["prepare", "--help"], tmp_path).stdout
     assert "Share of each domain's documents held out for validation" in " ".join(prepare_help.split())
     named_files = re.findall(r"experiments/[\w/.-]+\.yaml", re.sub(r"-\n\s*", "-", prepare_help))
     assert named_files and all((REPO / name).is_file() for name in named_files), named_files

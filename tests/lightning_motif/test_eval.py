@@ -16,7 +16,7 @@ from components.generation import SamplingConfig, generate
 from lightning_motif.evaluation import continuation_logprobs
 from lightning_motif.generate import load_model
 from lightning_motif.text import TextTokenizer
-from motif_cli import run_motif
+from motif_cli import run_motif, run_motif_in_process
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_eval_runs_local_harness_tasks_and_domain_perplexity(tmp_path, tiny_chec
 ])
 def test_bad_eval_arguments_stop_with_one_line(args, expected, tiny_checkpoint, tmp_path):
     checkpoint, tokenizer_dir = tiny_checkpoint
-    result = run_motif(["eval", "--checkpoint", str(checkpoint), "--tokenizer", tokenizer_dir, *args], cwd=tmp_path)
+    result = run_motif_in_process(["eval", "--checkpoint", str(checkpoint), "--tokenizer", tokenizer_dir, *args], tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("motif: error:")]
     assert len(errors) == 1 and expected in errors[0], result.stderr[-3000:]

@@ -6,26 +6,20 @@ import json
 
 import pytest
 
-from motif_cli import REPO, run_motif, tiny_run_args
+from motif_cli import run_motif, run_motif_in_process
 
-STEPS = 6
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, corpus_cache, tiny_checkpoint):
-    """The tiny run's checkpoint file, a distributed-checkpoint folder of an FSDP2 run, an export of the file with
-    the corpus's tokenizer, and that tokenizer's folder."""
+def trained(tmp_path_factory, tiny_checkpoint, tiny_sharded_checkpoint):
+    """The tiny run's checkpoint file, the distributed-checkpoint folder of an FSDP2 run, an export of the file
+    with the corpus's tokenizer, and that tokenizer's folder."""
     checkpoint, tokenizer = tiny_checkpoint
     tmp = tmp_path_factory.mktemp("generate")
-    result = run_motif(["fit", *tiny_run_args(tmp, corpus_cache, STEPS), "--trainer.limit_val_batches=0",
-                        "--trainer.callbacks.dirpath", str(tmp / "sharded"), "--config",
-                        str(REPO / "experiments/strategies/fsdp2.yaml"), "--model.parallelism.param_dtype=null",
-                        "--trainer.devices=2", "--trainer.accelerator=cpu"], cwd=tmp)
-    assert result.returncode == 0, result.stderr[-3000:]
     result = run_motif(["convert", "export", "--source", str(checkpoint), "--output", str(tmp / "hf"),
                         "--tokenizer", tokenizer], cwd=tmp)
     assert result.returncode == 0, result.stderr[-3000:]
-    return {"file": str(checkpoint), "sharded": str(tmp / "sharded" / f"step={STEPS}.ckpt"), "hf": str(tmp / "hf"),
+    return {"file": str(checkpoint), "sharded": str(tiny_sharded_checkpoint[0]), "hf": str(tmp / "hf"),
             "tokenizer": tokenizer, "tmp": tmp}
 
 
@@ -82,7 +76,8 @@ def test_chat_messages_use_the_template_and_stop_strings_cut(trained, tmp_path):
     (["--prompt", "hi", "--chat", "true"], "tokenizer.chat_template = None: the tokenizer folder has no chat template"),
 ])
 def test_bad_generate_arguments_stop_with_one_line(args, expected, trained):
-    result = motif_generate(trained, "file", *args)
+    result = run_motif_in_process(["generate", "--checkpoint", trained["file"], "--tokenizer", trained["tokenizer"], *args],
+                                  trained["tmp"])
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("motif: error:")]
     assert len(errors) == 1 and expected in errors[0], result.stderr[-3000:]

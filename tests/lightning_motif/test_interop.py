@@ -21,7 +21,7 @@ from lightning_motif.interop.convert import ConvertConfig, convert
 from lightning_motif.interop.hf_config import from_config_json, to_config_json
 from lightning_motif.interop.weights import expected_tensors, open_weights
 from lightning_motif.presets import load_model_config
-from motif_cli import REPO, run_motif, scalar_steps, tiny_run_args
+from motif_cli import REPO, run_motif, run_motif_in_process, scalar_steps, tiny_run_args
 
 PRESETS = REPO / "experiments" / "presets"
 RELEASED_12_7B = {  # the released config.json's values (arXiv 2511.07464, Table 1; the public checkpoint)
@@ -169,7 +169,7 @@ def damaged(folder: Path, config: dict, tensors: dict, change: str) -> Path:
 def test_import_refuses_what_it_cannot_honour_with_one_line(change, expected, released, tmp_path):
     _, config, tensors = released
     folder = damaged(tmp_path / change, config, tensors, change)
-    result = run_motif(["convert", "import", "--source", str(folder), "--output", str(tmp_path / "out")], cwd=tmp_path)
+    result = run_motif_in_process(["convert", "import", "--source", str(folder), "--output", str(tmp_path / "out")], tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("motif: error:")]
     assert len(errors) == 1 and expected in errors[0], result.stderr[-3000:]
@@ -261,16 +261,11 @@ def test_prepare_takes_a_released_style_tokenizer_folder(tmp_path):
         datamodule.check_fits(model(219_000))
 
 
-def test_a_distributed_checkpoint_exports_tensor_by_tensor(tmp_path, corpus_cache):
+def test_a_distributed_checkpoint_exports_tensor_by_tensor(tmp_path, corpus_cache, tiny_sharded_checkpoint):
     """An FSDP2 run's sharded checkpoint (2 gloo processes) exports without any process group: each tensor is
     assembled from its shards, alone, and written in bf16 (lambda vectors fp32). Another FSDP2 run starts from
     it (``init_weights_from``), each rank reading the pieces of its own shards."""
-    result = run_motif(["fit", *tiny_run_args(tmp_path, corpus_cache, 6), "--trainer.limit_val_batches=0",
-                        "--trainer.log_every_n_steps=1", "--config", str(REPO / "experiments/strategies/fsdp2.yaml"), "--model.parallelism.param_dtype=null",
-                        "--trainer.devices=2", "--trainer.accelerator=cpu", "--trainer.callbacks.dirpath", str(tmp_path / "checkpoints")],
-                       cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    folder = tmp_path / "checkpoints" / "step=6.ckpt"
+    folder, run = tiny_sharded_checkpoint
     assert folder.is_dir() and list(folder.glob("*.distcp"))
     convert("export", ConvertConfig(source=str(folder), output=str(tmp_path / "hf"), verbose=False))
     source = open_weights(folder)
@@ -279,7 +274,7 @@ def test_a_distributed_checkpoint_exports_tensor_by_tensor(tmp_path, corpus_cach
     for name, tensor in exported.items():
         expected = source.tensor(name)
         assert torch.equal(tensor, expected if "lambda_" in name else expected.to(torch.bfloat16)), name
-    trained = scalar_steps(tmp_path / "tensorboard" / "version_0", "train/loss")
+    trained = scalar_steps(run, "train/loss")
     result = run_motif(["fit", *tiny_run_args(tmp_path / "again", corpus_cache, 6), "--trainer.limit_val_batches=0",
                         "--trainer.log_every_n_steps=1", "--config", str(REPO / "experiments/strategies/fsdp2.yaml"),
                         "--model.parallelism.param_dtype=null", "--trainer.devices=2", "--trainer.accelerator=cpu",

@@ -76,11 +76,11 @@ def kill_after_checkpoint(args: list[str], checkpoints, step: int, cwd, nan: boo
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, corpus_cache):
-    """Uninterrupted reference runs, every training scalar: one process (0 workers), two under DDP, two under
-    FSDP2; one and two processes with the step at NAN_STEP skipped."""
+    """Uninterrupted reference runs, every training scalar: one process (0 workers), two under FSDP2; one process
+    and two under DDP with the step at NAN_STEP skipped (the runs with a skipped step check every scalar, so they
+    also cover what the same runs without one would)."""
     references = {}
-    for processes, strategy, nan in ((1, "ddp", False), (2, "ddp", False), (2, "fsdp2", False),
-                                     (1, "ddp", True), (2, "ddp", True)):
+    for processes, strategy, nan in ((1, "ddp", False), (2, "fsdp2", False), (1, "ddp", True), (2, "ddp", True)):
         tmp = tmp_path_factory.mktemp(f"reference-{processes}-{strategy}-{nan}")
         result = fit(resume_args(tmp, corpus_cache, 0, processes, strategy), tmp, nan)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -92,8 +92,8 @@ def uninterrupted(tmp_path_factory, corpus_cache):
 
 
 @pytest.mark.parametrize("workers,processes,strategy,kill_at,nan", [
-    (0, 1, "ddp", 5, False), (1, 1, "ddp", 8, False), (2, 1, "ddp", 3, False), (0, 2, "ddp", 6, False),
-    (0, 2, "fsdp2", 7, False), (0, 1, "ddp", 4, True), (2, 1, "ddp", 4, True), (0, 2, "ddp", 5, True)])
+    (1, 1, "ddp", 8, False), (0, 2, "fsdp2", 7, False), (0, 1, "ddp", 4, True), (2, 1, "ddp", 4, True),
+    (0, 2, "ddp", 5, True)])
 def test_killed_run_resumes_exactly(workers, processes, strategy, kill_at, nan, tmp_path, corpus_cache, uninterrupted):
     args = resume_args(tmp_path, corpus_cache, workers, processes, strategy)
     kill_after_checkpoint(args, tmp_path / "checkpoints", kill_at, tmp_path, nan)
