@@ -14,8 +14,10 @@ a run stopped by non-finite training (``model.on_nonfinite``) ends with ``motif:
 import re
 import shutil
 import sys
-from dataclasses import fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import ModuleType
 
 import yaml
 
@@ -107,76 +109,52 @@ class _OneLineErrorParser(LightningArgumentParser):
         sys.exit(EXIT_CONFIG_ERROR)
 
 
-def prepare_parser() -> LightningArgumentParser:
-    """``motif prepare``: the fields of PrepareConfig as flags or from ``--config`` YAML."""
-    parser = _OneLineErrorParser(prog="motif prepare", description=prepare_module.__doc__)
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="Path to a YAML config file.")
-    parser.add_class_arguments(PrepareConfig)
-    return parser
+@dataclass(frozen=True)
+class ProjectCommand:
+    """A subcommand that is not a Trainer method: its help line, the module whose docstring is its ``--help``,
+    its config dataclass (flags, or ``--config`` YAML), the list flags that may repeat (each adds one item), the
+    directions it takes first (convert: import or export) and what runs it with the config."""
+
+    help: str
+    module: ModuleType
+    config: type
+    run: Callable
+    repeatable: tuple[str, ...] = ()
+    directions: dict[str, str] = field(default_factory=dict)
+
+    def parser(self, name: str) -> LightningArgumentParser:
+        parser = _OneLineErrorParser(prog=f"motif {name}", description=self.module.__doc__)
+        if self.directions:
+            parser.add_argument("direction", choices=list(self.directions),
+                                help="; ".join(f"{key}: {text}" for key, text in self.directions.items()))
+        parser.add_argument("-c", "--config", action=ActionConfigFile, help="Path to a YAML config file.")
+        parser.add_class_arguments(self.config)
+        return parser
+
+    def __call__(self, name: str, args: list[str]) -> None:
+        args = [arg + "+" if arg in self.repeatable else arg for arg in args]  # jsonargparse's append
+        parser = self.parser(name)
+        parsed = parser.instantiate(parser.parse_args(args))
+        config = self.config(**{f.name: parsed[f.name] for f in fields(self.config)})
+        self.run(*([parsed.direction] if self.directions else []), config)
 
 
-def run_prepare(args: list[str]) -> None:
-    parser = prepare_parser()
-    parsed = parser.instantiate(parser.parse_args(args))
-    prepare(PrepareConfig(**{f.name: parsed[f.name] for f in fields(PrepareConfig)}))
-
-
-def convert_parser() -> LightningArgumentParser:
-    """``motif convert import|export``: the fields of ConvertConfig as flags or from ``--config`` YAML."""
-    parser = _OneLineErrorParser(prog="motif convert", description=convert_module.__doc__)
-    parser.add_argument("direction", choices=["import", "export"],
-                        help="import: Hugging Face folder -> checkpoint; export: checkpoint -> Hugging Face folder")
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="Path to a YAML config file.")
-    parser.add_class_arguments(ConvertConfig)
-    return parser
-
-
-def run_convert(args: list[str]) -> None:
-    parser = convert_parser()
-    parsed = parser.parse_args(args)
-    output = convert(parsed.direction, ConvertConfig(**{f.name: parsed[f.name] for f in fields(ConvertConfig)}))
-    print(f"[convert] {parsed.direction}: {output}")
-
-
-def generate_parser() -> LightningArgumentParser:
-    """``motif generate``: the fields of GenerateConfig as flags or from ``--config`` YAML."""
-    parser = _OneLineErrorParser(prog="motif generate", description=generate_module.__doc__)
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="Path to a YAML config file.")
-    parser.add_class_arguments(GenerateConfig)
-    return parser
-
-
-def run_generate(args: list[str]) -> None:
-    parser = generate_parser()
-    args = [arg + "+" if arg in ("--prompt", "--stop") else arg for arg in args]  # each adds one (jsonargparse: +)
-    parsed = parser.instantiate(parser.parse_args(args))
-    generate_module.run(GenerateConfig(**{f.name: parsed[f.name] for f in fields(GenerateConfig)}))
-
-
-def eval_parser() -> LightningArgumentParser:
-    """``motif eval``: the fields of EvalConfig as flags or from ``--config`` YAML."""
-    parser = _OneLineErrorParser(prog="motif eval", description=evaluate_module.__doc__)
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="Path to a YAML config file.")
-    parser.add_class_arguments(EvalConfig)
-    return parser
-
-
-def run_eval(args: list[str]) -> None:
-    parser = eval_parser()
-    args = [arg + "+" if arg == "--tasks" else arg for arg in args]  # each --tasks adds one (jsonargparse: +)
-    parsed = parser.instantiate(parser.parse_args(args))
-    evaluate_module.run(EvalConfig(**{f.name: parsed[f.name] for f in fields(EvalConfig)}))
+def _convert(direction: str, config: ConvertConfig) -> None:
+    print(f"[convert] {direction}: {convert(direction, config)}")
 
 
 PROJECT_COMMANDS = {
-    "prepare": ("Tokenize raw corpora into litdata token shards, one folder per split and domain.", prepare_parser,
-                run_prepare),
-    "convert": ("Import a Hugging Face Motif-2 checkpoint, or export a checkpoint to that layout.", convert_parser,
-                run_convert),
-    "generate": ("Generate text from a checkpoint (key/value cache, greedy or sampled).", generate_parser, run_generate),
-    "eval": ("Score a checkpoint: lm-evaluation-harness tasks and per-domain perplexity.", eval_parser, run_eval),
+    "prepare": ProjectCommand("Tokenize raw corpora into litdata token shards, one folder per split and domain.",
+                              prepare_module, PrepareConfig, prepare),
+    "convert": ProjectCommand("Import a Hugging Face Motif-2 checkpoint, or export a checkpoint to that layout.",
+                              convert_module, ConvertConfig, _convert,
+                              directions={"import": "Hugging Face folder -> checkpoint",
+                                          "export": "checkpoint -> Hugging Face folder"}),
+    "generate": ProjectCommand("Generate text from a checkpoint (key/value cache, greedy or sampled).",
+                               generate_module, GenerateConfig, generate_module.run, repeatable=("--prompt", "--stop")),
+    "eval": ProjectCommand("Score a checkpoint: lm-evaluation-harness tasks and per-domain perplexity.",
+                           evaluate_module, EvalConfig, evaluate_module.run, repeatable=("--tasks",)),
 }
-"""Subcommands that are not a Trainer method: (help line, parser, runner)."""
 
 
 class MotifCLI(LightningCLI):
@@ -193,8 +171,8 @@ class MotifCLI(LightningCLI):
     def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
         super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
         if add_subcommands:  # listed by ``motif --help``; main() runs them without the Trainer
-            for name, (help_line, parser, _) in PROJECT_COMMANDS.items():
-                self.parser._subcommands_action.add_subcommand(name, parser(), help=help_line)
+            for name, command in PROJECT_COMMANDS.items():
+                self.parser._subcommands_action.add_subcommand(name, command.parser(name), help=command.help)
 
     def before_instantiate_classes(self) -> None:
         """``--ckpt_path last`` without a logger version continues the newest run that has a checkpoint, in its
@@ -288,7 +266,7 @@ def main(args: list[str] | None = None) -> None:
     try:
         check_yaml_files(given)
         if given[:1] and given[0] in PROJECT_COMMANDS:
-            PROJECT_COMMANDS[given[0]][2](given[1:])
+            PROJECT_COMMANDS[given[0]](given[0], given[1:])
             return
         MotifCLI(
             MotifLM,
