@@ -33,8 +33,10 @@ from lightning_motif.callbacks import CurriculumMonitor, ModelStatisticsMonitor,
 from lightning_motif.data.datamodule import CurriculumDataModule
 from lightning_motif.data import prepare as prepare_module
 from lightning_motif.data.prepare import PrepareConfig, prepare
+from lightning_motif import ablate as ablate_module
 from lightning_motif import evaluate as evaluate_module
 from lightning_motif import generate as generate_module
+from lightning_motif.ablation.config import AblationConfig
 from lightning_motif.evaluate import EvalConfig
 from lightning_motif.generate import GenerateConfig
 from lightning_motif.interop import convert as convert_module
@@ -154,6 +156,10 @@ PROJECT_COMMANDS = {
                                generate_module, GenerateConfig, generate_module.run, repeatable=("--prompt", "--stop")),
     "eval": ProjectCommand("Score a checkpoint: lm-evaluation-harness tasks and per-domain perplexity.",
                            evaluate_module, EvalConfig, evaluate_module.run, repeatable=("--tasks",)),
+    "ablate": ProjectCommand("Run an ablation grid (variants x learning rates x seeds) and report what it shows.",
+                             ablate_module, AblationConfig, ablate_module.run,
+                             directions={"run": "train the grid's unfinished runs, then report",
+                                         "report": "the table and plots from the runs' logs"}),
 }
 
 

@@ -31,6 +31,11 @@ class AttentionConfig:
     def build(self, hidden_size: int, layer_idx: int, init: WeightInit) -> "Attention":
         raise NotImplementedError(f"{type(self).__name__} does not build an attention module")
 
+    def context_macs_per_token(self, context: int) -> int:
+        """Multiply-adds one token spends against ``context`` keys: q.k for every query head and the
+        probability-weighted sum of the values it reads (the projections are counted with the parameters)."""
+        raise NotImplementedError(f"{type(self).__name__} does not count its attention work")
+
 
 class Attention(nn.Module):
     """Causal self-attention: ``forward(x, cos, sin)`` maps (batch, seq, hidden) to the same shape.

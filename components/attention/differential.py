@@ -40,6 +40,11 @@ class DifferentialAttentionConfig(DifferentialConfig):
     def build(self, hidden_size: int, layer_idx: int, init: WeightInit) -> "DifferentialAttention":
         return DifferentialAttention(self, hidden_size, layer_idx, init)
 
+    def context_macs_per_token(self, context: int) -> int:
+        """Two query heads per differential head (arXiv 2410.05258 Eq. 1), each map reads the 2d-wide values:
+        d + 2d per key and query head."""
+        return 2 * self.num_heads * 3 * self.head_dim * context
+
 
 class DifferentialAttention(DifferentialAttentionBase):
     def __init__(

@@ -29,6 +29,10 @@ class GroupedQueryAttentionConfig(AttentionConfig):
     def build(self, hidden_size: int, layer_idx: int, init: WeightInit) -> "GroupedQueryAttention":
         return GroupedQueryAttention(self, hidden_size, init)
 
+    def context_macs_per_token(self, context: int) -> int:
+        """softmax(q k^T / sqrt(d)) v per query head: d for the scores and d for the values, per key."""
+        return self.num_heads * 2 * self.head_dim * context
+
 
 class GroupedQueryAttention(Attention):
     def __init__(self, config: GroupedQueryAttentionConfig, hidden_size: int, init: WeightInit) -> None:

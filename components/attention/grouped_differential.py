@@ -50,6 +50,11 @@ class GroupedDifferentialAttentionConfig(DifferentialConfig):
     def build(self, hidden_size: int, layer_idx: int, init: WeightInit) -> "GroupedDifferentialAttention":
         return GroupedDifferentialAttention(self, hidden_size, layer_idx, init)
 
+    def context_macs_per_token(self, context: int) -> int:
+        """G (r + 1) query heads (signal and noise, arXiv 2510.06949), each map reads its group's 2d-wide values:
+        d + 2d per key and query head."""
+        return self.num_heads * 3 * self.head_dim * context
+
 
 class GroupedDifferentialAttention(DifferentialAttentionBase):
     def __init__(

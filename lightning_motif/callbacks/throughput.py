@@ -1,32 +1,59 @@
-"""Training throughput in tokens per second, with validation time excluded."""
+"""Training throughput in tokens per second and model FLOP/s (MFU), with validation time excluded."""
 
 import time
+from functools import cache
 
 import lightning as L
 import torch
 from lightning.fabric.utilities.throughput import Throughput
 from lightning.pytorch.callbacks import Callback
 
+from components.model_size import model_size
 from lightning_motif.callbacks.cadence import logging_step
-
 from lightning_motif.data.batch import step_tokens
+
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "H20": 148e12, "A100": 312e12, "L40S": 362e12, "B200": 2250e12}
+"""Dense bf16 tensor-core peaks (vendor datasheets, without sparsity), matched against the CUDA device name."""
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """The bf16 peak of a known CUDA device; None elsewhere (then no MFU is logged)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    matches = [key for key in PEAK_BF16_FLOPS if key in name]
+    return PEAK_BF16_FLOPS[max(matches, key=len)] if matches else None
 
 
 class TokenThroughputMonitor(Callback):
-    """Logs ``throughput/tokens_per_sec`` (all ranks) and ``throughput/tokens_per_sec_per_device`` every
-    ``trainer.log_every_n_steps`` optimizer steps (``curriculum/tokens_seen`` counts the tokens themselves).
+    """Logs ``throughput/tokens_per_sec`` (all ranks), ``throughput/tokens_per_sec_per_device``,
+    ``throughput/model_tflops_per_device`` and, on a GPU of known peak (``PEAK_BF16_FLOPS``, or ``peak_flops``),
+    ``throughput/mfu`` every ``trainer.log_every_n_steps`` optimizer steps (``curriculum/tokens_seen`` counts the
+    tokens themselves). At the start it logs the model's size: ``model/parameters``,
+    ``model/non_embedding_parameters`` and ``model/flops_per_token`` (training FLOPs at the longest sequence;
+    ``components.model_size`` says how they are counted).
 
     Rates are averaged over the last ``window`` logging points with Lightning's ``Throughput``; the device is
     synchronised only at those points. A step's windows (sequences, seq_len + 1) train on sequences * seq_len tokens.
     """
 
-    def __init__(self, window: int = 5) -> None:
+    def __init__(self, window: int = 5, peak_flops: float | None = None) -> None:
         self.window = window
+        self.peak_flops = peak_flops
         self._throughput: Throughput | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._throughput = Throughput(window_size=self.window, world_size=trainer.world_size)
-        self._batches = self._samples = self._tokens = 0
+        config = pl_module.transformer_config
+        self._flops_per_token = cache(lambda seq_len: model_size(config, seq_len).flops_per_token)
+        longest = getattr(trainer.datamodule, "seq_len", None) or config.max_position_embeddings
+        size = model_size(config, longest)
+        for logger in trainer.loggers:
+            logger.log_metrics({"model/parameters": float(size.parameters),
+                                "model/non_embedding_parameters": float(size.non_embedding_parameters),
+                                "model/flops_per_token": float(size.flops_per_token)}, step=trainer.global_step)
+        peak = self.peak_flops or peak_flops(pl_module.device)
+        self._throughput = Throughput(available_flops=peak, window_size=self.window, world_size=trainer.world_size)
+        self._batches = self._samples = self._tokens = self._flops = 0
         self._paused = 0.0
         self._start = time.perf_counter()
 
@@ -46,16 +73,23 @@ class TokenThroughputMonitor(Callback):
         windows, _ = step_tokens(batch)
         self._batches += 1
         self._samples += windows.shape[0]
-        self._tokens += windows.shape[0] * (windows.shape[1] - 1)
+        tokens = windows.shape[0] * (windows.shape[1] - 1)
+        self._tokens += tokens
+        self._flops += tokens * self._flops_per_token(windows.shape[1] - 1)
         step = logging_step(trainer)
         if step is None:
             return
         self._throughput.update(time=self._now(pl_module), batches=self._batches, samples=self._samples,
-                                lengths=self._tokens)
+                                lengths=self._tokens, flops=self._flops)
+        self._flops = 0  # Throughput takes this rank's FLOPs since the last update
         metrics = self._throughput.compute()
         if "device/items_per_sec" not in metrics:
             return
         per_device = metrics["device/items_per_sec"]
         logged = {"throughput/tokens_per_sec_per_device": per_device, "throughput/tokens_per_sec": per_device * trainer.world_size}
+        if "device/flops_per_sec" in metrics:
+            logged["throughput/model_tflops_per_device"] = metrics["device/flops_per_sec"] / 1e12
+        if "device/mfu" in metrics:
+            logged["throughput/mfu"] = metrics["device/mfu"]
         for logger in trainer.loggers:
             logger.log_metrics(logged, step=step)
