@@ -7,8 +7,14 @@ import shutil
 import pytest
 import torch
 
+import yaml
+
+from components.attention import GroupedDifferentialAttentionConfig
+from components.mlp import PolyNormMLPConfig
+from components.model import ModelConfig
+from components.model_size import model_size
 from components.optim.schedules import WarmupStableDecayLR
-from motif_cli import QUICKSTART, REPO, run_motif, run_motif_in_process, scalars, tiny_run_args
+from motif_cli import QUICKSTART, REPO, TINY, run_motif, run_motif_in_process, scalars, tiny_run_args
 
 STEPS = 40
 
@@ -35,9 +41,16 @@ def test_fit_logs_the_dashboard(fit_run):
                 "val/loss_prose", "throughput/tokens_per_sec", "curriculum/tokens_seen", "lr-MuonClip/hidden_matrices",
                 "model/layer_00/lambda", "model/layer_01/lambda", "model/layer_00/polynorm_w0_cube",
                 "model/layer_01/polynorm_bias", "model/layer_00/max_logit", "model/layer_01/qk_clipped_heads", "curriculum/weight/math", "curriculum/tokens_seen/code",
-                "curriculum/seq_len", "curriculum/batch_sequences", "curriculum/batch_tokens"):
+                "curriculum/seq_len", "curriculum/batch_sequences", "curriculum/batch_tokens", "model/parameters",
+                "model/non_embedding_parameters", "model/flops_per_token", "throughput/model_tflops_per_device"):
         assert tag in tags, f"{tag} missing from {sorted(tags)}"
     assert all(v > 0 for v in tags["throughput/tokens_per_sec"])
+    assert "throughput/mfu" not in tags  # no peak FLOP/s is known for a CPU
+    tiny = ModelConfig(**{**yaml.safe_load(TINY.read_text()), "attention": GroupedDifferentialAttentionConfig(
+        num_noise_heads=2, signal_noise_ratio=2, head_dim=16), "mlp": PolyNormMLPConfig(intermediate_size=192)})
+    size = model_size(tiny, 64)  # the curriculum's longest sequence
+    assert tags["model/flops_per_token"] == [float(size.flops_per_token)]
+    assert tags["model/non_embedding_parameters"] == [float(size.non_embedding_parameters)]
     assert tags["curriculum/seq_len"][0] == 32 and tags["curriculum/seq_len"][-1] == 64
     assert tags["curriculum/weight/math"][-1] > tags["curriculum/weight/math"][0]
     assert tags["curriculum/tokens_seen"][-1] == sum(tags["curriculum/tokens_seen/" + d][-1] for d in ("code", "math", "prose"))
