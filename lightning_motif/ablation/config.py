@@ -13,8 +13,8 @@ class OptimizerSweep:
     config: str
     """A YAML that selects the optimizer (stacked after the base and the variant's files)."""
     learning_rates: list[float]
-    """The sweep (at least 3 values): run on ``sweep_variant`` at the first seed; the variants that use this
-    optimizer then train at the value with the lowest final validation loss."""
+    """The sweep, run on ``sweep_variant`` at the first seed (3 or more values for evidence; one for a quick
+    look); the variants that use this optimizer then train at the value with the lowest final validation loss."""
     sweep_variant: str
     """The variant whose runs sweep the learning rate."""
 
