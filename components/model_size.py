@@ -3,7 +3,8 @@
 FLOPs follow the convention of the PaLM paper (arXiv 2204.02311, App. B), also torchtitan's: a training step costs
 3x the forward (forward + two backward matmuls), the forward 2 FLOPs per multiply-add; every matmul weight counts
 (the lm_head too, tied or not; the token embedding is a lookup and does not), and attention adds its q.k and
-value work against the whole sequence (not halved for the causal mask).
+value work against the whole sequence. ``causal=True`` counts only the keys a query sees under the causal mask,
+(T + 1) / 2 on average: the work a kernel that skips masked blocks does.
 """
 
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ class ModelSize:
         return self.parameters - self.embedding_parameters
 
 
-def model_size(config: ModelConfig, seq_len: int) -> ModelSize:
+def model_size(config: ModelConfig, seq_len: int, causal: bool = False) -> ModelSize:
     """Counts on a copy built on the meta device (no memory), so any size works, sharded or not."""
     with torch.device("meta"):
         model = MotifForCausalLM(config)
@@ -39,4 +40,6 @@ def model_size(config: ModelConfig, seq_len: int) -> ModelSize:
     embedding = config.vocab_size * config.hidden_size
     matmul = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))  # lm_head is one
     attention = config.num_layers * config.attention.context_macs_per_token(seq_len)
-    return ModelSize(parameters, embedding, matmul, 6 * (matmul + attention))
+    if causal:
+        attention = attention * (seq_len + 1) / (2 * seq_len)
+    return ModelSize(parameters, embedding, matmul, round(6 * (matmul + attention)))

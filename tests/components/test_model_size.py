@@ -48,3 +48,11 @@ def test_parameter_counts(tie):
     assert size.embedding_parameters == 512 * 64
     assert size.non_embedding_parameters == size.parameters - 512 * 64
     assert size.matmul_parameters == sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def test_the_causal_count_takes_the_keys_a_query_sees():
+    """(T + 1) / 2 keys per query on average under the causal mask: the attention term shrinks by (T + 1) / 2T."""
+    config, seq_len = _config("gda", SwiGLUConfig(intermediate_size=96)), 32
+    whole, causal = model_size(config, seq_len), model_size(config, seq_len, causal=True)
+    attention = 6 * 3 * config.attention.context_macs_per_token(seq_len)
+    assert whole.flops_per_token - causal.flops_per_token == round(attention * (1 - (seq_len + 1) / (2 * seq_len)))
