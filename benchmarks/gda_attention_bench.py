@@ -6,7 +6,9 @@ head_dim 128, values 256), bf16, forward + backward from q, k, v to the o_proj i
 - the two SDPA calls alone (the floor for any SDPA-based formulation);
 - GQA with the same 32 query heads over 8 key/value heads of 128 (a softmax-attention baseline);
 - the cost of measuring each head's maximum logit for QK-clip: the Triton kernel (the model's path on GPU) and
-  the blockwise PyTorch reference.
+  the blockwise PyTorch reference;
+- the one-pass GDA core (``kernels.gda_attention``, ``fused_core: true``): both branches of a group per pass over
+  its keys and values, the max logits from the same scores, then the fused combine; checked against the SDPA path.
 
     python -m benchmarks.gda_attention_bench [--batch 1] [--seq 4096]
 """
@@ -19,6 +21,7 @@ from benchmarks.timing import median_ms
 from components.attention.base import causal_attention
 from kernels.causal_max_logits import causal_max_logits
 from kernels.differential_combine import differential_combine
+from kernels.gda_attention import gda_attention
 
 GROUPS, RATIO, HEAD_DIM = 8, 4, 128
 
@@ -46,6 +49,14 @@ def main() -> None:
         noise = causal_attention(q_noise, k2, v)
         return differential_combine(signal, noise, lam, weight, 1e-5, impl=impl)
 
+    q_grouped = torch.cat([q_signal.detach().view(b, s, GROUPS, RATIO, d), q_noise.detach().view(b, s, GROUPS, 1, d)],
+                          dim=3).requires_grad_()
+    k_pairs = torch.stack([k1.detach(), k2.detach()], dim=3).view(b, s, 2 * GROUPS, d).requires_grad_()
+
+    def one_pass():
+        signal, noise, _ = gda_attention(q_grouped, k_pairs, v, track_max_logits=True, impl="triton")
+        return differential_combine(signal, noise, lam, weight, 1e-5, impl="triton")
+
     def sdpa_only():
         return causal_attention(q_signal, k1, v), causal_attention(q_noise, k2, v)
 
@@ -55,8 +66,10 @@ def main() -> None:
     fused, reference = gda("triton"), gda("reference")
     error = float((fused.float() - reference.float()).abs().max() / reference.float().abs().max())
     assert error < 2e-2, error
+    one_pass_error = float((one_pass().float() - reference.float()).abs().max() / reference.float().abs().max())
+    assert one_pass_error < 2e-2, one_pass_error
     print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}; batch {b}, seq {s}, bf16; "
-          f"fused vs straightforward output difference {error:.1e}")
+          f"fused vs straightforward output difference {error:.1e}, one-pass core {one_pass_error:.1e}")
 
     def train(fn):
         outputs = fn()
@@ -74,6 +87,7 @@ def main() -> None:
         "GQA, 32 query / 8 kv heads of 128": lambda: train(gqa),
     }
     rows["fused GDA + each head's max logit (QK-clip on)"] = lambda: (max_logits("triton"), train(lambda: gda("triton")))
+    rows["one-pass GDA core + combine, max logits included"] = lambda: train(one_pass)
     times = {name: median_ms(fn, inner=5) for name, fn in rows.items()}
 
     exact = torch.cat([causal_max_logits(q_signal.float(), k1.float(), impl="reference"),

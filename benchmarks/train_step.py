@@ -1,9 +1,10 @@
 """End-to-end training step on one GPU: the 12.7B shape cut to as many layers as fit, Motif against a baseline.
 
-    python -m benchmarks.train_step
+    python -m benchmarks.train_step [--micro_batches 16] [--layers N]
 
-Both models take the Motif-2-12.7B sizes (hidden 4096, FFN 16384, vocab 219,520 untied, RoPE theta 1e6, batch 1
-x seq 4096) with the same number of decoder layers, the largest that fits the GPU for both (found from the peak
+Both models take the Motif-2-12.7B sizes (hidden 4096, FFN 16384, vocab 219,520 untied, RoPE theta 1e6, micro-batches
+of 1 x seq 4096, gradients accumulated over ``--micro_batches`` of them per optimizer step, 16 by default: a real
+run's step, not one micro-batch) with the same number of decoder layers, the largest that fits the GPU for both (found from the peak
 memory of 4- and 8-layer probes, then lowered on out-of-memory):
 
 - Motif: GDA (8 noise heads x 4 signal heads = 40 query heads, 16 key/value heads of 128, fused Triton combine),
@@ -14,14 +15,16 @@ memory of 4- and 8-layer probes, then lowered on out-of-memory):
 
 fp32 parameters and optimizer state; forward and backward under ``torch.autocast(bfloat16)``, as the Lightning
 module trains with ``precision: bf16-mixed`` (the lm head casts its weight to bf16 for the chunked loss, as autocast
-does for a plain linear layer). No activation checkpointing. One step: forward, backward of the summed loss / tokens, ``optimizer.step()``, ``zero_grad(set_to_none=True)`` (no gradient clipping).
+does for a plain linear layer). No activation checkpointing. One step: per micro-batch a forward and a backward of
+its summed loss / the step's tokens, then ``optimizer.step()``, ``zero_grad(set_to_none=True)`` (no clipping).
 
-MFU counts model FLOPs per token = 6 N + 3 L A: N is every matrix in the decoder blocks plus lm_head (not the
-token embedding, a lookup); A is one layer's forward attention FLOPs per token, sum over query heads of
-2 (d_qk + d_v) T / 2 (causal: each query meets (T + 1) / 2 keys on average); backward counts twice forward.
-Divided by 989 TFLOP/s (H200 dense bf16) and by the bf16 matmul throughput measured in this run.
+MFU counts model FLOPs per token with ``components.model_size`` (the count the training dashboard's
+``throughput/mfu`` uses): 6 x every matmul weight (blocks and lm_head, not the token embedding) + the attention's
+q.k and value work, over the causal half of the keys ((T + 1) / 2 per query), and also over the whole sequence
+(PaLM's count); divided by 989 TFLOP/s (H200 dense bf16) and by the bf16 matmul throughput measured in this run.
 """
 
+import argparse
 import gc
 import math
 import os
@@ -38,6 +41,7 @@ from components.attention import GroupedDifferentialAttentionConfig, GroupedQuer
 from components.layers import count_parameters
 from components.mlp import PolyNormMLPConfig, SwiGLUConfig
 from components.model import ModelConfig, MotifForCausalLM
+from components.model_size import model_size
 from components.optim import MuonClip
 from components.optim.param_groups import motif_param_groups
 
@@ -62,11 +66,12 @@ def config(kind: str, layers: int) -> ModelConfig:
 class Trainer:
     """A model, its optimizer and one fixed batch; ``step()`` runs one training step."""
 
-    def __init__(self, kind: str, layers: int, qk_clip: bool = True) -> None:
-        self.kind, self.layers = kind, layers
+    def __init__(self, kind: str, layers: int, micro_batches: int, qk_clip: bool = True) -> None:
+        self.kind, self.layers, self.micro_batches = kind, layers, micro_batches
+        self.config = config(kind, layers)
         torch.manual_seed(0)
         with torch.device("cuda"):
-            self.model = MotifForCausalLM(config(kind, layers))
+            self.model = MotifForCausalLM(self.config)
         self.attention = [layer.self_attn for layer in self.model.model.layers]
         groups = motif_param_groups(self.model)
         if kind == "motif":
@@ -90,9 +95,12 @@ class Trainer:
         marks[0].record()
         for attention in self.attention:
             attention.reset_max_logits()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = self.model(self.inputs, targets=self.targets) / self.inputs.numel()
-        loss.backward()
+        loss = torch.zeros((), device="cuda")
+        for _ in range(self.micro_batches):  # the same tokens each time: timing, not learning
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                micro = self.model(self.inputs, targets=self.targets) / (self.inputs.numel() * self.micro_batches)
+            micro.backward()
+            loss += micro.detach()
         marks[1].record()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -100,21 +108,8 @@ class Trainer:
         self.events.append(tuple(marks))
         return loss.detach()
 
-    def parameters_matmul(self) -> int:
-        blocks = sum(p.numel() for p in self.model.model.layers.parameters() if p.ndim == 2)
-        return blocks + self.model.lm_head.weight.numel()
-
-    def attention_flops_per_token(self, causal: bool = True) -> float:
-        """One layer's forward attention FLOPs per token: q k^T and p v over the keys each query meets."""
-        keys = (SEQ + 1) / 2 if causal else SEQ
-        if self.kind == "motif":  # 32 signal + 8 noise query heads, q.k over 128, values of 256 (v1 || v2)
-            per_head = [2 * (128 + 256) * keys] * 40
-        else:
-            per_head = [2 * (128 + 128) * keys] * 32
-        return sum(per_head)
-
     def model_flops_per_token(self, causal: bool = True) -> float:
-        return 6 * self.parameters_matmul() + 3 * self.layers * self.attention_flops_per_token(causal)
+        return model_size(self.config, SEQ, causal=causal).flops_per_token
 
 
 def free() -> None:
@@ -124,9 +119,10 @@ def free() -> None:
 
 
 def peak_gib(kind: str, layers: int) -> float:
-    """Peak allocated memory over two steps (the second has optimizer state during backward)."""
+    """Peak allocated memory over two steps of one micro-batch (the second has optimizer state during backward;
+    accumulating more micro-batches adds no activation memory)."""
     torch.cuda.reset_peak_memory_stats()
-    trainer = Trainer(kind, layers)
+    trainer = Trainer(kind, layers, micro_batches=1)
     for _ in range(2):
         trainer.step()
     torch.cuda.synchronize()
@@ -164,7 +160,7 @@ def measure(trainer: Trainer, warmup: int = 3, steps: int = 10) -> dict:
 
 
 def report(name: str, trainer: Trainer, result: dict, matmul_peak: float) -> None:
-    tokens_per_s = SEQ / (result["step_ms"] / 1e3)
+    tokens_per_s = SEQ * trainer.micro_batches / (result["step_ms"] / 1e3)
     achieved = trainer.model_flops_per_token() * tokens_per_s / 1e12
     palm = trainer.model_flops_per_token(causal=False) * tokens_per_s / 1e12
     result.update(tokens_per_s=tokens_per_s, tflops=achieved, mfu=achieved / PEAK_TFLOPS,
@@ -176,11 +172,11 @@ def report(name: str, trainer: Trainer, result: dict, matmul_peak: float) -> Non
           f"({result['reserved_gib']:.1f} reserved); loss after {result['steps']} steps {result['last_loss']:.3f}")
 
 
-def run(kind: str, layers: int, matmul_peak: float) -> tuple[Trainer, dict]:
+def run(kind: str, layers: int, micro_batches: int, matmul_peak: float) -> tuple[Trainer, dict]:
     torch.cuda.reset_peak_memory_stats()
-    trainer = Trainer(kind, layers)
+    trainer = Trainer(kind, layers, micro_batches)
     print(f"{kind}: {layers} layers, {count_parameters(trainer.model) / 1e9:.2f}B parameters "
-          f"({trainer.parameters_matmul() / 1e9:.3f}B in matmuls counted by 6N), "
+          f"({model_size(trainer.config, SEQ).matmul_parameters / 1e9:.3f}B in matmuls counted by 6N), "
           f"{trainer.model_flops_per_token() / 1e9:.2f} GFLOP/token")
     loss0 = trainer.step().item()
     assert math.isfinite(loss0) and abs(loss0 - math.log(VOCAB)) < 2.5, f"{kind}: step-0 loss {loss0}"
@@ -208,20 +204,25 @@ def kernel_profile(trainer: Trainer) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--micro_batches", type=int, default=16, help="micro-batches of 1 x 4096 per optimizer step")
+    parser.add_argument("--layers", type=int, default=None, help="decoder layers (default: the most that fit)")
+    args = parser.parse_args()
     free_b, total_b = torch.cuda.mem_get_info()
     total_gib = total_b / 2**30
     print(f"GPU: {torch.cuda.get_device_name()} ({total_gib:.0f} GiB), torch {torch.__version__}, triton "
-          f"{triton.__version__}; batch 1 x seq {SEQ}, fp32 parameters, bf16 autocast, no activation checkpointing")
+          f"{triton.__version__}; {args.micro_batches} micro-batches of 1 x seq {SEQ} per step, fp32 parameters, "
+          f"bf16 autocast, no activation checkpointing")
     matmul_peak = matmul_peak_tflops()
     print(f"measured bf16 matmul (8192^3): {matmul_peak:.0f} TFLOP/s ({matmul_peak / PEAK_TFLOPS:.1%} of 989)")
 
-    layers = largest_fit(total_gib)
+    layers = args.layers or largest_fit(total_gib)
     motif = baseline = None
     while True:
         out_of_memory = False
         try:
             print(f"--- {layers} layers ---")
-            motif, motif_result = run("motif", layers, matmul_peak)
+            motif, motif_result = run("motif", layers, args.micro_batches, matmul_peak)
             try:
                 motif.set_qk_clip(False)
                 noclip = measure(motif)
@@ -236,7 +237,7 @@ def main() -> None:
                 print(f"QK-clip-off timing / profile failed: {error!r}")
             motif = None
             free()
-            baseline, base_result = run("baseline", layers, matmul_peak)
+            baseline, base_result = run("baseline", layers, args.micro_batches, matmul_peak)
             baseline = None
             free()
             break

@@ -20,6 +20,7 @@ from components.kv_cache import DecodeStep, KVCache
 from components.layers import Linear, WeightInit
 from components.rope import apply_rotary
 from kernels.causal_max_logits import causal_max_logits
+from kernels.gda_attention import gda_attention
 
 
 @dataclass(kw_only=True)
@@ -30,6 +31,10 @@ class GroupedDifferentialAttentionConfig(DifferentialConfig):
     """G: noise heads, equal to the number of groups and of (k1, k2) / (v1, v2) pairs."""
     signal_noise_ratio: int = 4
     """r: signal heads per noise head; 1 gives plain differential attention."""
+    fused_core: bool = False
+    """Training and prefill through ``kernels.gda_attention``: one Triton pass per group over its keys and values
+    for both branches, the max logits for QK-clip from the same scores (with ``kernel`` "triton", or "auto" on a
+    GPU). Off: SDPA per branch and a separate max-logit pass. Off by default until its GPU tiles are tuned."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -62,6 +67,7 @@ class GroupedDifferentialAttention(DifferentialAttentionBase):
     ) -> None:
         super().__init__(config, layer_idx)
         self.groups, self.ratio = config.num_noise_heads, config.signal_noise_ratio
+        self.fused_core = config.fused_core
         d = self.head_dim
         self.q_proj = Linear(hidden_size, config.num_heads * d, init.std)
         self.k_proj = Linear(hidden_size, config.num_kv_heads * d, init.std)
@@ -75,6 +81,11 @@ class GroupedDifferentialAttention(DifferentialAttentionBase):
         q = apply_rotary(self.q_proj(x).view(batch, seq, g * (r + 1), d), cos, sin).view(batch, seq, g, r + 1, d)
         k = apply_rotary(self.k_proj(x).view(batch, seq, 2 * g, d), cos, sin)
         v = self.v_proj(x).view(batch, seq, g, 2 * d)
+        if self.fused_core and cache is None:
+            signal, noise, maxima = gda_attention(q, k, v, self.track_max_logits, impl=self.kernel)
+            if maxima is not None:
+                self._record_max_logits(maxima)
+            return self.o_proj(self.combine(signal, noise))
         signal_q, noise_q = q[:, :, :, :r].reshape(batch, seq, g * r, d), q[:, :, :, r]
         if self.track_max_logits:  # per group: r signal heads, then the noise head (the q_proj order)
             signal_max = causal_max_logits(signal_q, k[:, :, 0::2], impl=self.kernel).view(g, r)

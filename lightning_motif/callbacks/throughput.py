@@ -7,6 +7,7 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.throughput import Throughput
 from lightning.pytorch.callbacks import Callback
+from torch.distributed import ReduceOp
 
 from components.model_size import model_size
 from lightning_motif.callbacks.cadence import logging_step
@@ -28,8 +29,10 @@ def peak_flops(device: torch.device) -> float | None:
 class TokenThroughputMonitor(Callback):
     """Logs ``throughput/tokens_per_sec`` (all ranks), ``throughput/tokens_per_sec_per_device``,
     ``throughput/model_tflops_per_device`` and, on a GPU of known peak (``PEAK_BF16_FLOPS``, or ``peak_flops``),
-    ``throughput/mfu`` every ``trainer.log_every_n_steps`` optimizer steps (``curriculum/tokens_seen`` counts the
-    tokens themselves). At the start it logs the model's size: ``model/parameters``,
+    ``throughput/mfu``, and ``throughput/step_seconds`` (wall time per optimizer step) every
+    ``trainer.log_every_n_steps`` optimizer steps (``curriculum/tokens_seen`` counts the tokens themselves); on GPUs
+    also ``memory/peak_allocated_gib`` (this process) and ``memory/peak_allocated_gib_max`` (the largest over the
+    ranks), the peak since the run started. At the start it logs the model's size: ``model/parameters``,
     ``model/non_embedding_parameters`` and ``model/flops_per_token`` (training FLOPs at the longest sequence;
     ``components.model_size`` says how they are counted).
 
@@ -91,5 +94,11 @@ class TokenThroughputMonitor(Callback):
             logged["throughput/model_tflops_per_device"] = metrics["device/flops_per_sec"] / 1e12
         if "device/mfu" in metrics:
             logged["throughput/mfu"] = metrics["device/mfu"]
+        if metrics.get("device/batches_per_sec"):
+            logged["throughput/step_seconds"] = 1.0 / metrics["device/batches_per_sec"]  # one batch per step
+        if pl_module.device.type == "cuda":
+            peak = torch.tensor(torch.cuda.max_memory_allocated(pl_module.device) / 2**30, device=pl_module.device)
+            logged["memory/peak_allocated_gib"] = peak.item()
+            logged["memory/peak_allocated_gib_max"] = trainer.strategy.reduce(peak, reduce_op=ReduceOp.MAX).item()
         for logger in trainer.loggers:
             logger.log_metrics(logged, step=step)

@@ -60,6 +60,33 @@ def test_gda_matches_naive_fp64_formula(groups, ratio, head_dim, layer):
     assert_close_scaled(run(module, x), expected)
 
 
+@pytest.mark.parametrize("ratio", [4, 1])
+def test_gda_fused_core_matches_the_formula_with_gradients_and_max_logits(ratio):
+    """The fused Triton core (interpreter) in the module: output against the fp64 formula; input gradient and
+    QK-clip max logits equal to the SDPA path's (tolerances as above)."""
+    torch.manual_seed(ratio)
+    hidden, seq, groups, head_dim = 48, 21, 2, 16
+    modules = [GroupedDifferentialAttentionConfig(num_noise_heads=groups, signal_noise_ratio=ratio, head_dim=head_dim,
+                                                  kernel="triton", fused_core=fused).build(hidden, 1, INIT)
+               for fused in (True, False)]
+    randomize(modules[0])
+    modules[1].load_state_dict(modules[0].state_dict())
+    outputs, grads, maxima = [], [], []
+    for module in modules:
+        module.track_max_logits = True
+        module.reset_max_logits()
+        x = torch.randn(2, seq, hidden, generator=torch.Generator().manual_seed(7)).requires_grad_()
+        out = run(module, x)
+        grads.append(torch.autograd.grad(out.square().sum(), x)[0])
+        outputs.append(out)
+        maxima.append(module.max_logits.clone())
+    expected = naive.grouped_differential_attention(x.double(), fp64_weights(modules[0]), groups, ratio, head_dim, 1,
+                                                    THETA, modules[0].subln.eps)
+    assert_close_scaled(outputs[0], expected)
+    assert_close_scaled(grads[0], grads[1].double())
+    assert_close_scaled(maxima[0], maxima[1].double())
+
+
 def test_gda_head_layout_matches_the_public_checkpoint():
     config = GroupedDifferentialAttentionConfig(num_noise_heads=8, signal_noise_ratio=4, head_dim=128)
     with torch.device("meta"):

@@ -42,10 +42,12 @@ def test_fit_logs_the_dashboard(fit_run):
                 "model/layer_00/lambda", "model/layer_01/lambda", "model/layer_00/polynorm_w0_cube",
                 "model/layer_01/polynorm_bias", "model/layer_00/max_logit", "model/layer_01/qk_clipped_heads", "curriculum/weight/math", "curriculum/tokens_seen/code",
                 "curriculum/seq_len", "curriculum/batch_sequences", "curriculum/batch_tokens", "model/parameters",
-                "model/non_embedding_parameters", "model/flops_per_token", "throughput/model_tflops_per_device"):
+                "model/non_embedding_parameters", "model/flops_per_token", "throughput/model_tflops_per_device",
+                "throughput/step_seconds"):
         assert tag in tags, f"{tag} missing from {sorted(tags)}"
     assert all(v > 0 for v in tags["throughput/tokens_per_sec"])
-    assert "throughput/mfu" not in tags  # no peak FLOP/s is known for a CPU
+    assert "throughput/mfu" not in tags and "memory/peak_allocated_gib" not in tags  # GPU-only tags
+    assert all(0 < v < 60 for v in tags["throughput/step_seconds"])
     tiny = ModelConfig(**{**yaml.safe_load(TINY.read_text()), "attention": GroupedDifferentialAttentionConfig(
         num_noise_heads=2, signal_noise_ratio=2, head_dim=16), "mlp": PolyNormMLPConfig(intermediate_size=192)})
     size = model_size(tiny, 64)  # the curriculum's longest sequence

@@ -1,0 +1,292 @@
+"""The attention core of grouped differential attention (GDA, arXiv 2510.06949, Eq. 2-3) in one pass per group:
+for every group g its r signal heads attend with keys k1[g], its noise head with k2[g], and all r + 1 heads read
+the group's values v[g] (2 * head_dim wide), causally:
+
+    signal[g, j] = softmax(q_signal[g, j] k1[g]^T / sqrt(d)) v[g]        j < r
+    noise[g]     = softmax(q_noise[g] k2[g]^T / sqrt(d)) v[g]
+
+(the lambda-weighted difference and the sub-norm follow in ``kernels.differential_combine``). With
+``track_max_logits`` it also returns every query head's largest logit max_(i >= j) q_i . k_j / sqrt(d) over the
+batch, for QK-clip (MuonClip), from the same scores.
+
+Triton: one program per (block of queries, batch x group) stacks the block's r signal heads into one
+(BLOCK_M * r) x d tile, so each key/value tile is loaded once for the whole group and used by both branches
+(online softmax, fp32 accumulators; nothing S x S is stored; the row log-sum-exp is kept for the backward).
+Backward: one program per (key block, batch x group) accumulates dk1, dk2 and dv over the query blocks at and
+after it; one per (query block, batch x group) accumulates dq; probabilities are recomputed from the saved
+log-sum-exp. r and head_dim must be powers of two (head_dim at least 16, the tensor cores' smallest tile);
+other layouts, and decoding with a key/value cache, take the PyTorch reference: SDPA for each branch and
+``kernels.causal_max_logits`` for the maxima, which is also the CPU path.
+
+Layouts: q (batch, seq, groups, r + 1, d) with each group's r signal heads first, then its noise head (the
+q_proj order of the released checkpoint); k (batch, seq, 2 * groups, d) with k1[g] at head 2g and k2[g] at 2g + 1;
+v (batch, seq, groups, 2 * d). Returns signal (batch, seq, groups * r, 2 * d), noise (batch, seq, groups, 2 * d)
+and the maxima (groups * (r + 1),) in q's head order, or None.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+from kernels.causal_max_logits import causal_max_logits_reference
+from kernels.launch import INTERPRETING, use_triton
+
+
+def gda_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, track_max_logits: bool = False):
+    """Each branch through SDPA (query heads sharing their group's keys and values); maxima per head."""
+    batch, seq, groups, heads, dim = q.shape
+    ratio = heads - 1
+    signal_q = q[:, :, :, :ratio].reshape(batch, seq, groups * ratio, dim)
+    noise_q = q[:, :, :, ratio]
+    k1, k2 = k[:, :, 0::2], k[:, :, 1::2]
+
+    def attend(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        out = F.scaled_dot_product_attention(queries.transpose(1, 2), keys.transpose(1, 2), v.transpose(1, 2),
+                                             is_causal=True, enable_gqa=queries.shape[2] != keys.shape[2])
+        return out.transpose(1, 2)
+
+    maxima = None
+    if track_max_logits:
+        signal_max = causal_max_logits_reference(signal_q, k1).view(groups, ratio)
+        noise_max = causal_max_logits_reference(noise_q, k2).view(groups, 1)
+        maxima = torch.cat([signal_max, noise_max], dim=1).flatten()
+    return attend(signal_q, k1), attend(noise_q, k2), maxima
+
+
+@triton.jit
+def _load_queries(Q, DO, LSE_S, LSE_N, DELTA_S, DELTA_N, b, g, block, seq, groups,
+                  R: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, WITH_GRADIENT: tl.constexpr):
+    """A query block of one group: the stacked signal rows (token, head) and the noise rows, with (for the
+    backward) their output gradients, log-sum-exp and delta = rowsum(dO * O)."""
+    DV: tl.constexpr = 2 * D
+    rows = tl.arange(0, BLOCK_M * R)
+    tok_s = block * BLOCK_M + rows // R
+    head_s = rows % R
+    tok_n = block * BLOCK_M + tl.arange(0, BLOCK_M)
+    dims = tl.arange(0, D)
+    q_token = groups * (R + 1) * D
+    q_base = Q + b.to(tl.int64) * seq * q_token + g * (R + 1) * D
+    qs = tl.load(q_base + tok_s[:, None].to(tl.int64) * q_token + head_s[:, None] * D + dims[None, :],
+                 mask=tok_s[:, None] < seq, other=0.0)
+    qn = tl.load(q_base + tok_n[:, None].to(tl.int64) * q_token + R * D + dims[None, :],
+                 mask=tok_n[:, None] < seq, other=0.0)
+    if WITH_GRADIENT:
+        vdims = tl.arange(0, DV)
+        bg = b * groups + g
+        do_s = tl.load(DO + (b.to(tl.int64) * seq + tok_s[:, None]) * (groups * R * DV) + (g * R + head_s[:, None]) * DV
+                       + vdims[None, :], mask=tok_s[:, None] < seq, other=0.0)
+        lse_s = tl.load(LSE_S + (bg.to(tl.int64) * seq + tok_s) * R + head_s, mask=tok_s < seq, other=0.0)
+        delta_s = tl.load(DELTA_S + (bg.to(tl.int64) * seq + tok_s) * R + head_s, mask=tok_s < seq, other=0.0)
+        return tok_s, head_s, tok_n, qs, qn, do_s, lse_s, delta_s
+    return tok_s, head_s, tok_n, qs, qn, qs, qs, qs
+
+
+@triton.jit
+def _gda_forward_kernel(Q, K, V, OUT_S, OUT_N, LSE_S, LSE_N, PARTIAL_MAX, seq, groups, scale,
+                        R: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                        PRECISION: tl.constexpr):
+    DV: tl.constexpr = 2 * D
+    block, bg = tl.program_id(0), tl.program_id(1)
+    b, g = bg // groups, bg % groups
+    tok_s, head_s, tok_n, qs, qn, _, _, _ = _load_queries(Q, Q, Q, Q, Q, Q, b, g, block, seq, groups, R, D, BLOCK_M,
+                                                          False)
+    dims, vdims = tl.arange(0, D), tl.arange(0, DV)
+    k_token, v_token = 2 * groups * D, groups * DV
+    k1_base = K + b.to(tl.int64) * seq * k_token + 2 * g * D
+    v_base = V + b.to(tl.int64) * seq * v_token + g * DV
+    m_s = tl.full((BLOCK_M * R,), float("-inf"), tl.float32)
+    l_s = tl.zeros((BLOCK_M * R,), tl.float32)
+    acc_s = tl.zeros((BLOCK_M * R, DV), tl.float32)
+    m_n = tl.full((BLOCK_M,), float("-inf"), tl.float32)
+    l_n = tl.zeros((BLOCK_M,), tl.float32)
+    acc_n = tl.zeros((BLOCK_M, DV), tl.float32)
+    for start in range(0, tl.minimum((block + 1) * BLOCK_M, seq), BLOCK_N):
+        cols = start + tl.arange(0, BLOCK_N)
+        inside = cols[:, None] < seq
+        k1 = tl.load(k1_base + cols[:, None].to(tl.int64) * k_token + dims[None, :], mask=inside, other=0.0)
+        k2 = tl.load(k1_base + D + cols[:, None].to(tl.int64) * k_token + dims[None, :], mask=inside, other=0.0)
+        v = tl.load(v_base + cols[:, None].to(tl.int64) * v_token + vdims[None, :], mask=inside, other=0.0)
+        s = tl.dot(qs, tl.trans(k1), input_precision=PRECISION) * scale
+        s = tl.where((cols[None, :] <= tok_s[:, None]) & (cols[None, :] < seq), s, float("-inf"))
+        m_new = tl.maximum(m_s, tl.max(s, axis=1))
+        p = tl.exp(s - m_new[:, None])
+        alpha = tl.exp(m_s - m_new)
+        l_s = l_s * alpha + tl.sum(p, axis=1)
+        acc_s = acc_s * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        m_s = m_new
+        s = tl.dot(qn, tl.trans(k2), input_precision=PRECISION) * scale
+        s = tl.where((cols[None, :] <= tok_n[:, None]) & (cols[None, :] < seq), s, float("-inf"))
+        m_new = tl.maximum(m_n, tl.max(s, axis=1))
+        p = tl.exp(s - m_new[:, None])
+        alpha = tl.exp(m_n - m_new)
+        l_n = l_n * alpha + tl.sum(p, axis=1)
+        acc_n = acc_n * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        m_n = m_new
+    # the running maximum of the scores is the largest logit of each row (QK-clip): no extra pass
+    valid_s, valid_n = tok_s < seq, tok_n < seq
+    tl.store(OUT_S + (b.to(tl.int64) * seq + tok_s[:, None]) * (groups * R * DV) + (g * R + head_s[:, None]) * DV
+             + vdims[None, :], (acc_s / l_s[:, None]).to(OUT_S.dtype.element_ty), mask=valid_s[:, None])
+    tl.store(OUT_N + (b.to(tl.int64) * seq + tok_n[:, None]) * v_token + g * DV + vdims[None, :],
+             (acc_n / l_n[:, None]).to(OUT_N.dtype.element_ty), mask=valid_n[:, None])
+    tl.store(LSE_S + (bg.to(tl.int64) * seq + tok_s) * R + head_s, m_s + tl.log(l_s), mask=valid_s)
+    tl.store(LSE_N + bg.to(tl.int64) * seq + tok_n, m_n + tl.log(l_n), mask=valid_n)
+    head_max = tl.max(tl.reshape(tl.where(valid_s, m_s, float("-inf")), (BLOCK_M, R)), axis=0)
+    partial = PARTIAL_MAX + (bg.to(tl.int64) * tl.num_programs(0) + block) * (R + 1)
+    tl.store(partial + tl.arange(0, R), head_max)
+    tl.store(partial + R, tl.max(tl.where(valid_n, m_n, float("-inf")), axis=0))
+
+
+@triton.jit
+def _gda_backward_kv_kernel(Q, K, V, DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, DK, DVAL, seq, groups, scale,
+                            R: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                            PRECISION: tl.constexpr):
+    DV: tl.constexpr = 2 * D
+    key_block, bg = tl.program_id(0), tl.program_id(1)
+    b, g = bg // groups, bg % groups
+    dims, vdims = tl.arange(0, D), tl.arange(0, DV)
+    cols = key_block * BLOCK_N + tl.arange(0, BLOCK_N)
+    inside = cols[:, None] < seq
+    k_token, v_token = 2 * groups * D, groups * DV
+    k1_rows = K + b.to(tl.int64) * seq * k_token + 2 * g * D + cols[:, None].to(tl.int64) * k_token + dims[None, :]
+    v_rows = V + b.to(tl.int64) * seq * v_token + g * DV + cols[:, None].to(tl.int64) * v_token + vdims[None, :]
+    k1 = tl.load(k1_rows, mask=inside, other=0.0)
+    k2 = tl.load(k1_rows + D, mask=inside, other=0.0)
+    v = tl.load(v_rows, mask=inside, other=0.0)
+    dk1 = tl.zeros((BLOCK_N, D), tl.float32)
+    dk2 = tl.zeros((BLOCK_N, D), tl.float32)
+    dv = tl.zeros((BLOCK_N, DV), tl.float32)
+    for block in range(key_block * BLOCK_N // BLOCK_M, tl.cdiv(seq, BLOCK_M)):
+        tok_s, head_s, tok_n, qs, qn, do_s, lse_s, delta_s = _load_queries(
+            Q, DO_S, LSE_S, LSE_N, DELTA_S, DELTA_N, b, g, block, seq, groups, R, D, BLOCK_M, True)
+        do_n = tl.load(DO_N + (b.to(tl.int64) * seq + tok_n[:, None]) * v_token + g * DV + vdims[None, :],
+                       mask=tok_n[:, None] < seq, other=0.0)
+        lse_n = tl.load(LSE_N + bg.to(tl.int64) * seq + tok_n, mask=tok_n < seq, other=0.0)
+        delta_n = tl.load(DELTA_N + bg.to(tl.int64) * seq + tok_n, mask=tok_n < seq, other=0.0)
+        s = tl.dot(qs, tl.trans(k1), input_precision=PRECISION) * scale
+        visible = (cols[None, :] <= tok_s[:, None]) & (cols[None, :] < seq) & (tok_s[:, None] < seq)
+        p = tl.where(visible, tl.exp(s - lse_s[:, None]), 0.0)
+        dv += tl.dot(tl.trans(p).to(do_s.dtype), do_s, input_precision=PRECISION)
+        ds = p * (tl.dot(do_s, tl.trans(v), input_precision=PRECISION) - delta_s[:, None])
+        dk1 += tl.dot(tl.trans(ds).to(qs.dtype), qs, input_precision=PRECISION)
+        s = tl.dot(qn, tl.trans(k2), input_precision=PRECISION) * scale
+        visible = (cols[None, :] <= tok_n[:, None]) & (cols[None, :] < seq) & (tok_n[:, None] < seq)
+        p = tl.where(visible, tl.exp(s - lse_n[:, None]), 0.0)
+        dv += tl.dot(tl.trans(p).to(do_n.dtype), do_n, input_precision=PRECISION)
+        ds = p * (tl.dot(do_n, tl.trans(v), input_precision=PRECISION) - delta_n[:, None])
+        dk2 += tl.dot(tl.trans(ds).to(qn.dtype), qn, input_precision=PRECISION)
+    dk1_rows = DK + b.to(tl.int64) * seq * k_token + 2 * g * D + cols[:, None].to(tl.int64) * k_token + dims[None, :]
+    tl.store(dk1_rows, (dk1 * scale).to(DK.dtype.element_ty), mask=inside)
+    tl.store(dk1_rows + D, (dk2 * scale).to(DK.dtype.element_ty), mask=inside)
+    tl.store(DVAL + b.to(tl.int64) * seq * v_token + g * DV + cols[:, None].to(tl.int64) * v_token + vdims[None, :],
+             dv.to(DVAL.dtype.element_ty), mask=inside)
+
+
+@triton.jit
+def _gda_backward_q_kernel(Q, K, V, DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, DQ, seq, groups, scale,
+                           R: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                           PRECISION: tl.constexpr):
+    DV: tl.constexpr = 2 * D
+    block, bg = tl.program_id(0), tl.program_id(1)
+    b, g = bg // groups, bg % groups
+    tok_s, head_s, tok_n, qs, qn, do_s, lse_s, delta_s = _load_queries(
+        Q, DO_S, LSE_S, LSE_N, DELTA_S, DELTA_N, b, g, block, seq, groups, R, D, BLOCK_M, True)
+    dims, vdims = tl.arange(0, D), tl.arange(0, DV)
+    k_token, v_token = 2 * groups * D, groups * DV
+    do_n = tl.load(DO_N + (b.to(tl.int64) * seq + tok_n[:, None]) * v_token + g * DV + vdims[None, :],
+                   mask=tok_n[:, None] < seq, other=0.0)
+    lse_n = tl.load(LSE_N + bg.to(tl.int64) * seq + tok_n, mask=tok_n < seq, other=0.0)
+    delta_n = tl.load(DELTA_N + bg.to(tl.int64) * seq + tok_n, mask=tok_n < seq, other=0.0)
+    k1_base = K + b.to(tl.int64) * seq * k_token + 2 * g * D
+    v_base = V + b.to(tl.int64) * seq * v_token + g * DV
+    dq_s = tl.zeros((BLOCK_M * R, D), tl.float32)
+    dq_n = tl.zeros((BLOCK_M, D), tl.float32)
+    for start in range(0, tl.minimum((block + 1) * BLOCK_M, seq), BLOCK_N):
+        cols = start + tl.arange(0, BLOCK_N)
+        inside = cols[:, None] < seq
+        k1 = tl.load(k1_base + cols[:, None].to(tl.int64) * k_token + dims[None, :], mask=inside, other=0.0)
+        k2 = tl.load(k1_base + D + cols[:, None].to(tl.int64) * k_token + dims[None, :], mask=inside, other=0.0)
+        v = tl.load(v_base + cols[:, None].to(tl.int64) * v_token + vdims[None, :], mask=inside, other=0.0)
+        s = tl.dot(qs, tl.trans(k1), input_precision=PRECISION) * scale
+        visible = (cols[None, :] <= tok_s[:, None]) & (cols[None, :] < seq)
+        p = tl.where(visible, tl.exp(s - lse_s[:, None]), 0.0)
+        ds = p * (tl.dot(do_s, tl.trans(v), input_precision=PRECISION) - delta_s[:, None])
+        dq_s += tl.dot(ds.to(k1.dtype), k1, input_precision=PRECISION)
+        s = tl.dot(qn, tl.trans(k2), input_precision=PRECISION) * scale
+        visible = (cols[None, :] <= tok_n[:, None]) & (cols[None, :] < seq)
+        p = tl.where(visible, tl.exp(s - lse_n[:, None]), 0.0)
+        ds = p * (tl.dot(do_n, tl.trans(v), input_precision=PRECISION) - delta_n[:, None])
+        dq_n += tl.dot(ds.to(k2.dtype), k2, input_precision=PRECISION)
+    q_token = groups * (R + 1) * D
+    dq_base = DQ + b.to(tl.int64) * seq * q_token + g * (R + 1) * D
+    tl.store(dq_base + tok_s[:, None].to(tl.int64) * q_token + head_s[:, None] * D + dims[None, :],
+             (dq_s * scale).to(DQ.dtype.element_ty), mask=tok_s[:, None] < seq)
+    tl.store(dq_base + tok_n[:, None].to(tl.int64) * q_token + R * D + dims[None, :],
+             (dq_n * scale).to(DQ.dtype.element_ty), mask=tok_n[:, None] < seq)
+
+
+BLOCK_M, BLOCK_N = (16, 16) if INTERPRETING else (32, 64)
+"""Query tokens (times r stacked rows) and keys per tile; not yet tuned on a GPU."""
+
+
+def _precision(dtype: torch.dtype) -> str:
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+class _GDAAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v):
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        batch, seq, groups, heads, dim = q.shape
+        ratio = heads - 1
+        signal = q.new_empty(batch, seq, groups * ratio, 2 * dim)
+        noise = q.new_empty(batch, seq, groups, 2 * dim)
+        lse_s = torch.empty(batch * groups, seq, ratio, device=q.device, dtype=torch.float32)
+        lse_n = torch.empty(batch * groups, seq, device=q.device, dtype=torch.float32)
+        blocks = triton.cdiv(seq, BLOCK_M)
+        partial = torch.empty(batch * groups, blocks, ratio + 1, device=q.device, dtype=torch.float32)
+        _gda_forward_kernel[(blocks, batch * groups)](
+            q, k, v, signal, noise, lse_s, lse_n, partial, seq, groups, 1.0 / math.sqrt(dim), R=ratio, D=dim,
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, PRECISION=_precision(q.dtype))
+        ctx.save_for_backward(q, k, v, signal, noise, lse_s, lse_n)
+        maxima = partial.view(batch, groups, blocks, ratio + 1).amax(dim=(0, 2)).flatten()
+        ctx.mark_non_differentiable(maxima)
+        return signal, noise, maxima
+
+    @staticmethod
+    def backward(ctx, grad_signal, grad_noise, _):
+        q, k, v, signal, noise, lse_s, lse_n = ctx.saved_tensors
+        batch, seq, groups, heads, dim = q.shape
+        ratio = heads - 1
+        grad_signal = torch.zeros_like(signal) if grad_signal is None else grad_signal.contiguous()
+        grad_noise = torch.zeros_like(noise) if grad_noise is None else grad_noise.contiguous()
+        # delta = rowsum(dO * O): the softmax backward's correction, per (batch x group, token, head)
+        delta_s = (grad_signal.float() * signal.float()).sum(-1).view(batch, seq, groups, ratio).permute(0, 2, 1, 3)
+        delta_s = delta_s.reshape(batch * groups, seq, ratio).contiguous()
+        delta_n = (grad_noise.float() * noise.float()).sum(-1).permute(0, 2, 1).reshape(batch * groups, seq).contiguous()
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        args = (seq, groups, 1.0 / math.sqrt(dim))
+        meta = dict(R=ratio, D=dim, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, PRECISION=_precision(q.dtype))
+        _gda_backward_kv_kernel[(triton.cdiv(seq, BLOCK_N), batch * groups)](
+            q, k, v, grad_signal, grad_noise, lse_s, lse_n, delta_s, delta_n, dk, dv, *args, **meta)
+        _gda_backward_q_kernel[(triton.cdiv(seq, BLOCK_M), batch * groups)](
+            q, k, v, grad_signal, grad_noise, lse_s, lse_n, delta_s, delta_n, dq, *args, **meta)
+        return dq, dk, dv
+
+
+def triton_supports(q: torch.Tensor) -> bool:
+    """r and head_dim powers of two, head_dim at least 16 (tensor-core tiles)."""
+    ratio, dim = q.shape[3] - 1, q.shape[4]
+    return ratio >= 1 and ratio & (ratio - 1) == 0 and dim >= 16 and dim & (dim - 1) == 0
+
+
+def gda_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, track_max_logits: bool = False,
+                  impl: str = "auto"):
+    """Signal and noise outputs of GDA's attention core and, with ``track_max_logits``, each query head's largest
+    logit (shapes in the module docstring). ``impl``: "triton", "reference" or "auto" (Triton on CUDA)."""
+    if use_triton(impl, q) and triton_supports(q):
+        signal, noise, maxima = _GDAAttention.apply(q, k, v)
+        return signal, noise, maxima if track_max_logits else None
+    return gda_attention_reference(q, k, v, track_max_logits)
