@@ -55,10 +55,14 @@ def losses(tmp, version: int) -> dict[int, float]:
     return scalar_steps(tmp / "tensorboard" / f"version_{version}", "train/loss")
 
 
+MODEL_SIZE_TAGS = {"model/parameters", "model/non_embedding_parameters", "model/flops_per_token"}
+"""Constants logged once when training starts (again at a resume's start), not per batch."""
+
+
 def training_scalars(tmp, version: int) -> dict[str, dict[int, float]]:
     """Every scalar the training steps log (throughput excluded: it measures time)."""
     return {tag: values for tag, values in scalars_by_step(tmp / "tensorboard" / f"version_{version}").items()
-            if not tag.startswith("throughput/")}
+            if not tag.startswith("throughput/") and tag not in MODEL_SIZE_TAGS}
 
 
 def kill_after_checkpoint(args: list[str], checkpoints, step: int, cwd, nan: bool = False) -> None:
