@@ -103,6 +103,7 @@ def _gda_forward_kernel(Q, K, V, OUT_S, OUT_N, LSE_S, LSE_N, PARTIAL_MAX, seq, g
     m_n = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     l_n = tl.zeros((BLOCK_M,), tl.float32)
     acc_n = tl.zeros((BLOCK_M, DV), tl.float32)
+    diagonal = block * BLOCK_M // BLOCK_N * BLOCK_N  # key blocks before it are wholly visible: no mask
     for start in range(0, tl.minimum((block + 1) * BLOCK_M, seq), BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
         inside = cols[:, None] < seq
@@ -110,7 +111,8 @@ def _gda_forward_kernel(Q, K, V, OUT_S, OUT_N, LSE_S, LSE_N, PARTIAL_MAX, seq, g
         k2 = tl.load(k1_base + D + cols[:, None].to(tl.int64) * k_token + dims[None, :], mask=inside, other=0.0)
         v = tl.load(v_base + cols[:, None].to(tl.int64) * v_token + vdims[None, :], mask=inside, other=0.0)
         s = tl.dot(qs, tl.trans(k1), input_precision=PRECISION) * scale
-        s = tl.where((cols[None, :] <= tok_s[:, None]) & (cols[None, :] < seq), s, float("-inf"))
+        if start >= diagonal:
+            s = tl.where((cols[None, :] <= tok_s[:, None]) & (cols[None, :] < seq), s, float("-inf"))
         m_new = tl.maximum(m_s, tl.max(s, axis=1))
         p = tl.exp(s - m_new[:, None])
         alpha = tl.exp(m_s - m_new)
@@ -118,7 +120,8 @@ def _gda_forward_kernel(Q, K, V, OUT_S, OUT_N, LSE_S, LSE_N, PARTIAL_MAX, seq, g
         acc_s = acc_s * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_s = m_new
         s = tl.dot(qn, tl.trans(k2), input_precision=PRECISION) * scale
-        s = tl.where((cols[None, :] <= tok_n[:, None]) & (cols[None, :] < seq), s, float("-inf"))
+        if start >= diagonal:
+            s = tl.where((cols[None, :] <= tok_n[:, None]) & (cols[None, :] < seq), s, float("-inf"))
         m_new = tl.maximum(m_n, tl.max(s, axis=1))
         p = tl.exp(s - m_new[:, None])
         alpha = tl.exp(m_n - m_new)
