@@ -14,7 +14,7 @@ Triton: one program per (block of queries, batch x group) stacks the block's r s
 (online softmax, fp32 accumulators; nothing S x S is stored; the row log-sum-exp is kept for the backward).
 Backward: one program per (key block, batch x group) accumulates dk1, dk2 and dv over the query blocks at and
 after it; one per (query block, batch x group) accumulates dq; probabilities are recomputed from the saved
-log-sum-exp. r and head_dim must be powers of two (head_dim at least 16, the tensor cores' smallest tile);
+log-sum-exp. Only key blocks that reach the diagonal are masked. r and head_dim must be powers of two (head_dim at least 16, the tensor cores' smallest tile);
 other layouts, and decoding with a key/value cache, take the PyTorch reference: SDPA for each branch and
 ``kernels.causal_max_logits`` for the maxima, which is also the CPU path.
 
@@ -206,6 +206,7 @@ def _gda_backward_q_kernel(Q, K, V, DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, 
     v_base = V + b.to(tl.int64) * seq * v_token + g * DV
     dq_s = tl.zeros((BLOCK_M * R, D), tl.float32)
     dq_n = tl.zeros((BLOCK_M, D), tl.float32)
+    diagonal = block * BLOCK_M // BLOCK_N * BLOCK_N  # key blocks before it are wholly visible: no mask
     for start in range(0, tl.minimum((block + 1) * BLOCK_M, seq), BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
         inside = cols[:, None] < seq
@@ -213,13 +214,15 @@ def _gda_backward_q_kernel(Q, K, V, DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, 
         k2 = tl.load(k1_base + D + cols[:, None].to(tl.int64) * k_token + dims[None, :], mask=inside, other=0.0)
         v = tl.load(v_base + cols[:, None].to(tl.int64) * v_token + vdims[None, :], mask=inside, other=0.0)
         s = tl.dot(qs, tl.trans(k1), input_precision=PRECISION) * scale
-        visible = (cols[None, :] <= tok_s[:, None]) & (cols[None, :] < seq)
-        p = tl.where(visible, tl.exp(s - lse_s[:, None]), 0.0)
+        p = tl.exp(s - lse_s[:, None])
+        if start >= diagonal:
+            p = tl.where((cols[None, :] <= tok_s[:, None]) & (cols[None, :] < seq), p, 0.0)
         ds = p * (tl.dot(do_s, tl.trans(v), input_precision=PRECISION) - delta_s[:, None])
         dq_s += tl.dot(ds.to(k1.dtype), k1, input_precision=PRECISION)
         s = tl.dot(qn, tl.trans(k2), input_precision=PRECISION) * scale
-        visible = (cols[None, :] <= tok_n[:, None]) & (cols[None, :] < seq)
-        p = tl.where(visible, tl.exp(s - lse_n[:, None]), 0.0)
+        p = tl.exp(s - lse_n[:, None])
+        if start >= diagonal:
+            p = tl.where((cols[None, :] <= tok_n[:, None]) & (cols[None, :] < seq), p, 0.0)
         ds = p * (tl.dot(do_n, tl.trans(v), input_precision=PRECISION) - delta_n[:, None])
         dq_n += tl.dot(ds.to(k2.dtype), k2, input_precision=PRECISION)
     q_token = groups * (R + 1) * D
