@@ -241,45 +241,74 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-class _GDAAttention(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v):
-        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        batch, seq, groups, heads, dim = q.shape
-        ratio = heads - 1
-        signal = q.new_empty(batch, seq, groups * ratio, 2 * dim)
-        noise = q.new_empty(batch, seq, groups, 2 * dim)
-        lse_s = torch.empty(batch * groups, seq, ratio, device=q.device, dtype=torch.float32)
-        lse_n = torch.empty(batch * groups, seq, device=q.device, dtype=torch.float32)
-        blocks = triton.cdiv(seq, BLOCK_M)
-        partial = torch.empty(batch * groups, blocks, ratio + 1, device=q.device, dtype=torch.float32)
-        _gda_forward_kernel[(blocks, batch * groups)](
-            q, k, v, signal, noise, lse_s, lse_n, partial, seq, groups, 1.0 / math.sqrt(dim), R=ratio, D=dim,
-            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, PRECISION=_precision(q.dtype))
-        ctx.save_for_backward(q, k, v, signal, noise, lse_s, lse_n)
-        maxima = partial.view(batch, groups, blocks, ratio + 1).amax(dim=(0, 2)).flatten()
-        ctx.mark_non_differentiable(maxima)
-        return signal, noise, maxima
+@torch.library.custom_op("motif::gda_attention_forward", mutates_args=())
+def gda_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(signal, noise, log-sum-exp of the signal rows (B * G, S, r) and noise rows (B * G, S), maxima) from
+    contiguous q, k, v."""
+    batch, seq, groups, heads, dim = q.shape
+    ratio = heads - 1
+    signal = q.new_empty(batch, seq, groups * ratio, 2 * dim)
+    noise = q.new_empty(batch, seq, groups, 2 * dim)
+    lse_s = torch.empty(batch * groups, seq, ratio, device=q.device, dtype=torch.float32)
+    lse_n = torch.empty(batch * groups, seq, device=q.device, dtype=torch.float32)
+    blocks = triton.cdiv(seq, BLOCK_M)
+    partial = torch.empty(batch * groups, blocks, ratio + 1, device=q.device, dtype=torch.float32)
+    _gda_forward_kernel[(blocks, batch * groups)](
+        q, k, v, signal, noise, lse_s, lse_n, partial, seq, groups, 1.0 / math.sqrt(dim), R=ratio, D=dim,
+        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, PRECISION=_precision(q.dtype))
+    return signal, noise, lse_s, lse_n, partial.view(batch, groups, blocks, ratio + 1).amax(dim=(0, 2)).flatten()
 
-    @staticmethod
-    def backward(ctx, grad_signal, grad_noise, _):
-        q, k, v, signal, noise, lse_s, lse_n = ctx.saved_tensors
-        batch, seq, groups, heads, dim = q.shape
-        ratio = heads - 1
-        grad_signal = torch.zeros_like(signal) if grad_signal is None else grad_signal.contiguous()
-        grad_noise = torch.zeros_like(noise) if grad_noise is None else grad_noise.contiguous()
-        # delta = rowsum(dO * O): the softmax backward's correction, per (batch x group, token, head)
-        delta_s = (grad_signal.float() * signal.float()).sum(-1).view(batch, seq, groups, ratio).permute(0, 2, 1, 3)
-        delta_s = delta_s.reshape(batch * groups, seq, ratio).contiguous()
-        delta_n = (grad_noise.float() * noise.float()).sum(-1).permute(0, 2, 1).reshape(batch * groups, seq).contiguous()
-        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        args = (seq, groups, 1.0 / math.sqrt(dim))
-        meta = dict(R=ratio, D=dim, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, PRECISION=_precision(q.dtype))
-        _gda_backward_kv_kernel[(triton.cdiv(seq, BLOCK_N), batch * groups)](
-            q, k, v, grad_signal, grad_noise, lse_s, lse_n, delta_s, delta_n, dk, dv, *args, **meta)
-        _gda_backward_q_kernel[(triton.cdiv(seq, BLOCK_M), batch * groups)](
-            q, k, v, grad_signal, grad_noise, lse_s, lse_n, delta_s, delta_n, dq, *args, **meta)
-        return dq, dk, dv
+
+@gda_attention_forward.register_fake
+def _(q, k, v):
+    batch, seq, groups, heads, dim = q.shape
+    ratio = heads - 1
+    return (q.new_empty(batch, seq, groups * ratio, 2 * dim), q.new_empty(batch, seq, groups, 2 * dim),
+            q.new_empty(batch * groups, seq, ratio, dtype=torch.float32),
+            q.new_empty(batch * groups, seq, dtype=torch.float32), q.new_empty(groups * heads, dtype=torch.float32))
+
+
+@torch.library.custom_op("motif::gda_attention_backward", mutates_args=())
+def gda_attention_backward(grad_signal: torch.Tensor, grad_noise: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
+                           v: torch.Tensor, signal: torch.Tensor, noise: torch.Tensor, lse_s: torch.Tensor,
+                           lse_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv) of the attention core, from contiguous tensors."""
+    batch, seq, groups, heads, dim = q.shape
+    ratio = heads - 1
+    # delta = rowsum(dO * O): the softmax backward's correction, per (batch x group, token, head)
+    delta_s = (grad_signal.float() * signal.float()).sum(-1).view(batch, seq, groups, ratio).permute(0, 2, 1, 3)
+    delta_s = delta_s.reshape(batch * groups, seq, ratio).contiguous()
+    delta_n = (grad_noise.float() * noise.float()).sum(-1).permute(0, 2, 1).reshape(batch * groups, seq).contiguous()
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    args = (seq, groups, 1.0 / math.sqrt(dim))
+    meta = dict(R=ratio, D=dim, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, PRECISION=_precision(q.dtype))
+    _gda_backward_kv_kernel[(triton.cdiv(seq, BLOCK_N), batch * groups)](
+        q, k, v, grad_signal, grad_noise, lse_s, lse_n, delta_s, delta_n, dk, dv, *args, **meta)
+    _gda_backward_q_kernel[(triton.cdiv(seq, BLOCK_M), batch * groups)](
+        q, k, v, grad_signal, grad_noise, lse_s, lse_n, delta_s, delta_n, dq, *args, **meta)
+    return dq, dk, dv
+
+
+@gda_attention_backward.register_fake
+def _(grad_signal, grad_noise, q, k, v, signal, noise, lse_s, lse_n):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _setup_context(ctx, inputs, output):
+    signal, noise, lse_s, lse_n, maxima = output
+    ctx.save_for_backward(*inputs, signal, noise, lse_s, lse_n)
+    ctx.mark_non_differentiable(lse_s, lse_n, maxima)
+
+
+def _backward(ctx, grad_signal, grad_noise, _lse_s, _lse_n, _maxima):
+    q, k, v, signal, noise, lse_s, lse_n = ctx.saved_tensors
+    grad_signal = torch.zeros_like(signal) if grad_signal is None else grad_signal.contiguous()
+    grad_noise = torch.zeros_like(noise) if grad_noise is None else grad_noise.contiguous()
+    return gda_attention_backward(grad_signal, grad_noise, q, k, v, signal, noise, lse_s, lse_n)
+
+
+gda_attention_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
 def triton_supports(q: torch.Tensor) -> bool:
@@ -293,6 +322,6 @@ def gda_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, track_max_l
     """Signal and noise outputs of GDA's attention core and, with ``track_max_logits``, each query head's largest
     logit (shapes in the module docstring). ``impl``: "triton", "reference" or "auto" (Triton on CUDA)."""
     if use_triton(impl, q) and triton_supports(q):
-        signal, noise, maxima = _GDAAttention.apply(q, k, v)
+        signal, noise, _, _, maxima = gda_attention_forward(q.contiguous(), k.contiguous(), v.contiguous())
         return signal, noise, maxima if track_max_logits else None
     return gda_attention_reference(q, k, v, track_max_logits)

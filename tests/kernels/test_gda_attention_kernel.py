@@ -86,3 +86,27 @@ def test_layouts_the_kernel_cannot_tile_take_the_reference():
     signal, noise, _ = gda_attention(q, k, v, impl="triton")
     want_signal, want_noise, _ = naive(q, k, v)
     torch.testing.assert_close(signal.double(), want_signal, atol=1e-5, rtol=0)
+
+
+def test_the_custom_ops_pass_opcheck_and_compile_without_graph_breaks():
+    """Fake tensors, autograd registration and schema as torch.library checks them; a fullgraph compile (each op
+    opaque to the compiler) gives the eager outputs and gradients."""
+    from kernels.gda_attention import gda_attention_backward, gda_attention_forward
+
+    q, k, v = inputs(1, 20, 2, 2, 16, seed=3)
+    torch.library.opcheck(gda_attention_forward, (q.detach(), k.detach(), v.detach()))
+    signal, noise, lse_s, lse_n, _ = gda_attention_forward(q.detach(), k.detach(), v.detach())
+    torch.library.opcheck(gda_attention_backward, (torch.randn_like(signal), torch.randn_like(noise), q.detach(),
+                                                   k.detach(), v.detach(), signal, noise, lse_s, lse_n))
+
+    def core(q, k, v):
+        signal, noise, maxima = gda_attention(q, k, v, track_max_logits=True, impl="triton")
+        return signal.square().sum() + noise.sum(), maxima
+
+    eager_loss, eager_maxima = core(q, k, v)
+    compiled_loss, compiled_maxima = torch.compile(core, fullgraph=True, backend="aot_eager")(q, k, v)
+    assert torch.equal(compiled_loss, eager_loss) and torch.equal(compiled_maxima, eager_maxima)
+    eager_grads = torch.autograd.grad(eager_loss, (q, k, v))
+    compiled_grads = torch.autograd.grad(compiled_loss, (q, k, v))
+    for eager, compiled in zip(eager_grads, compiled_grads):
+        assert torch.equal(compiled, eager)
