@@ -45,6 +45,29 @@ class FirstStepReport(Callback):
         print("FIRST_STEP " + json.dumps(report), flush=True)
 
 
+def fit_command(devices: int, compile_blocks: bool, root: Path, cache: Path, max_steps: int, batch_tokens: int,
+                callback: str) -> list[str]:
+    """``motif fit`` of the 12.7B preset under FSDP2 (activation checkpointing per block, compile per block if
+    asked) on the embedded corpus in ``cache``: sequences of 4,096 tokens, one per GPU per forward pass,
+    ``batch_tokens`` per optimizer step (accumulated), no validation or checkpoints, ``callback`` reporting."""
+    return [
+        sys.executable, "-m", "lightning_motif.cli", "fit",
+        "--config", str(REPO / "experiments/quickstart.yaml"),
+        "--config", str(REPO / "experiments/strategies/fsdp2-large.yaml"),
+        "--model.transformer", str(REPO / "experiments/presets/motif-2-12.7b.yaml"),
+        f"--model.parallelism.compile={str(compile_blocks).lower()}",
+        "--trainer.accelerator=gpu", f"--trainer.devices={devices}", f"--trainer.max_steps={max_steps}",
+        "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false", "--trainer.log_every_n_steps=1",
+        "--trainer.callbacks=[]", f"--trainer.callbacks+={callback}",
+        "--trainer.enable_checkpointing=false", "--model.lr_scheduler.init_args.warmup_steps=0",
+        f"--trainer.default_root_dir={root}", f"--trainer.logger.init_args.save_dir={root}",
+        f"--data.init_args.cache_dir={cache}", "--data.init_args.micro_batch_tokens=4096",
+        "--data.init_args.val_seq_len=4096", f"--data.init_args.schedule.batch_multiple={devices}",
+        "--data.init_args.schedule.seq_len=[{tokens: 0, value: 4096}]",
+        f"--data.init_args.schedule.batch_tokens=[{{tokens: 0, value: {batch_tokens}}}]",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--devices", type=int, default=2)
@@ -55,22 +78,8 @@ def main() -> None:
     from lightning_motif.data.default_corpus import build_default_corpus
 
     build_default_corpus(cache / "embedded-corpus-v4096-3000000", 4096, 3_000_000)
-    command = [
-        sys.executable, "-m", "lightning_motif.cli", "fit",
-        "--config", str(REPO / "experiments/quickstart.yaml"),
-        "--config", str(REPO / "experiments/strategies/fsdp2-large.yaml"),
-        "--model.transformer", str(REPO / "experiments/presets/motif-2-12.7b.yaml"),
-        f"--model.parallelism.compile={str(args.compile).lower()}",
-        "--trainer.accelerator=gpu", f"--trainer.devices={args.devices}", "--trainer.max_steps=1",
-        "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false", "--trainer.log_every_n_steps=1",
-        "--trainer.callbacks=[]", "--trainer.callbacks+=benchmarks.fsdp2_startup.FirstStepReport",
-        "--trainer.enable_checkpointing=false", "--model.lr_scheduler.init_args.warmup_steps=0",
-        f"--trainer.default_root_dir={args.root}", f"--trainer.logger.init_args.save_dir={args.root}",
-        f"--data.init_args.cache_dir={cache}", "--data.init_args.micro_batch_tokens=4096",
-        "--data.init_args.val_seq_len=4096", f"--data.init_args.schedule.batch_multiple={args.devices}",
-        "--data.init_args.schedule.seq_len=[{tokens: 0, value: 4096}]",
-        f"--data.init_args.schedule.batch_tokens=[{{tokens: 0, value: {4096 * args.devices}}}]",
-    ]
+    command = fit_command(args.devices, args.compile, Path(args.root), cache, max_steps=1,
+                          batch_tokens=4096 * args.devices, callback="benchmarks.fsdp2_startup.FirstStepReport")
     env = {**os.environ, LAUNCH_TIME: repr(time.time()), "PYTHONPATH": f"{REPO}:{os.environ.get('PYTHONPATH', '')}"}
     started = time.perf_counter()
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
