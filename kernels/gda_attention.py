@@ -14,7 +14,7 @@ Triton: one program per (block of queries, batch x group) stacks the block's r s
 (online softmax, fp32 accumulators; nothing S x S is stored; the row log-sum-exp is kept for the backward).
 Backward: one program per (key block, batch x group) accumulates dk1, dk2 and dv over the query blocks at and
 after it; one per (query block, batch x group) accumulates dq; probabilities are recomputed from the saved
-log-sum-exp. Only key blocks that reach the diagonal are masked. r and head_dim must be powers of two (head_dim at least 16, the tensor cores' smallest tile);
+log-sum-exp. Only the tiles that reach the diagonal are masked. r and head_dim must be powers of two (head_dim at least 16, the tensor cores' smallest tile);
 other layouts, and decoding with a key/value cache, take the PyTorch reference: SDPA for each branch and
 ``kernels.causal_max_logits`` for the maxima, which is also the CPU path.
 
@@ -168,15 +168,20 @@ def _gda_backward_kv_kernel(Q, K, V, DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N,
                        mask=tok_n[:, None] < seq, other=0.0)
         lse_n = tl.load(LSE_N + bg.to(tl.int64) * seq + tok_n, mask=tok_n < seq, other=0.0)
         delta_n = tl.load(DELTA_N + bg.to(tl.int64) * seq + tok_n, mask=tok_n < seq, other=0.0)
+        # a query block that starts after this key block's last key sees all of it: no mask (rows past seq have
+        # zero queries and output gradients, keys past seq are never stored, so neither needs one either)
+        diagonal = block * BLOCK_M < (key_block + 1) * BLOCK_N
         s = tl.dot(qs, tl.trans(k1), input_precision=PRECISION) * scale
-        visible = (cols[None, :] <= tok_s[:, None]) & (cols[None, :] < seq) & (tok_s[:, None] < seq)
-        p = tl.where(visible, tl.exp(s - lse_s[:, None]), 0.0)
+        p = tl.exp(s - lse_s[:, None])
+        if diagonal:
+            p = tl.where((cols[None, :] <= tok_s[:, None]) & (tok_s[:, None] < seq), p, 0.0)
         dv += tl.dot(tl.trans(p).to(do_s.dtype), do_s, input_precision=PRECISION)
         ds = p * (tl.dot(do_s, tl.trans(v), input_precision=PRECISION) - delta_s[:, None])
         dk1 += tl.dot(tl.trans(ds).to(qs.dtype), qs, input_precision=PRECISION)
         s = tl.dot(qn, tl.trans(k2), input_precision=PRECISION) * scale
-        visible = (cols[None, :] <= tok_n[:, None]) & (cols[None, :] < seq) & (tok_n[:, None] < seq)
-        p = tl.where(visible, tl.exp(s - lse_n[:, None]), 0.0)
+        p = tl.exp(s - lse_n[:, None])
+        if diagonal:
+            p = tl.where((cols[None, :] <= tok_n[:, None]) & (tok_n[:, None] < seq), p, 0.0)
         dv += tl.dot(tl.trans(p).to(do_n.dtype), do_n, input_precision=PRECISION)
         ds = p * (tl.dot(do_n, tl.trans(v), input_precision=PRECISION) - delta_n[:, None])
         dk2 += tl.dot(tl.trans(ds).to(qn.dtype), qn, input_precision=PRECISION)
