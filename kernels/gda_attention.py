@@ -57,31 +57,91 @@ def gda_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t
 
 
 @triton.jit
-def _load_queries(Q, DO, LSE_S, LSE_N, DELTA_S, DELTA_N, b, g, block, seq, groups,
-                  R: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, WITH_GRADIENT: tl.constexpr):
-    """A query block of one group: the stacked signal rows (token, head) and the noise rows, with (for the
-    backward) their output gradients, log-sum-exp and delta = rowsum(dO * O)."""
-    DV: tl.constexpr = 2 * D
+def _query_rows(Q, b, g, block, seq, groups, R: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr):
+    """A query block of one group: the stacked signal rows (token, head) and the noise rows, with their tokens."""
     rows = tl.arange(0, BLOCK_M * R)
     tok_s = block * BLOCK_M + rows // R
     head_s = rows % R
     tok_n = block * BLOCK_M + tl.arange(0, BLOCK_M)
-    dims = tl.arange(0, D)
     q_token = groups * (R + 1) * D
-    q_base = Q + b.to(tl.int64) * seq * q_token + g * (R + 1) * D
-    qs = tl.load(q_base + tok_s[:, None].to(tl.int64) * q_token + head_s[:, None] * D + dims[None, :],
-                 mask=tok_s[:, None] < seq, other=0.0)
-    qn = tl.load(q_base + tok_n[:, None].to(tl.int64) * q_token + R * D + dims[None, :],
-                 mask=tok_n[:, None] < seq, other=0.0)
-    if WITH_GRADIENT:
-        vdims = tl.arange(0, DV)
-        bg = b * groups + g
-        do_s = tl.load(DO + (b.to(tl.int64) * seq + tok_s[:, None]) * (groups * R * DV) + (g * R + head_s[:, None]) * DV
-                       + vdims[None, :], mask=tok_s[:, None] < seq, other=0.0)
-        lse_s = tl.load(LSE_S + (bg.to(tl.int64) * seq + tok_s) * R + head_s, mask=tok_s < seq, other=0.0)
-        delta_s = tl.load(DELTA_S + (bg.to(tl.int64) * seq + tok_s) * R + head_s, mask=tok_s < seq, other=0.0)
-        return tok_s, head_s, tok_n, qs, qn, do_s, lse_s, delta_s
-    return tok_s, head_s, tok_n, qs, qn, qs, qs, qs
+    offsets = b.to(tl.int64) * seq * q_token + g * (R + 1) * D + tl.arange(0, D)[None, :]
+    signal = offsets + tok_s[:, None].to(tl.int64) * q_token + head_s[:, None] * D
+    noise = offsets + tok_n[:, None].to(tl.int64) * q_token + R * D
+    qs = tl.load(Q + signal, mask=tok_s[:, None] < seq, other=0.0)
+    qn = tl.load(Q + noise, mask=tok_n[:, None] < seq, other=0.0)
+    return tok_s, head_s, tok_n, qs, qn, signal, noise
+
+
+@triton.jit
+def _output_offsets(b, g, tok_s, head_s, tok_n, seq, groups, R: tl.constexpr, D: tl.constexpr):
+    """Element offsets of the signal rows in (batch, seq, groups * r, 2d) and of the noise rows in
+    (batch, seq, groups, 2d), and of their log-sum-exp / delta in (batch * groups, seq, r) and (batch * groups, seq)."""
+    DV: tl.constexpr = 2 * D
+    vdims = tl.arange(0, DV)[None, :]
+    signal = (b.to(tl.int64) * seq + tok_s[:, None]) * (groups * R * DV) + (g * R + head_s[:, None]) * DV + vdims
+    noise = (b.to(tl.int64) * seq + tok_n[:, None]) * (groups * DV) + g * DV + vdims
+    bg = (b * groups + g).to(tl.int64)
+    return signal, noise, (bg * seq + tok_s) * R + head_s, bg * seq + tok_n
+
+
+@triton.jit
+def _query_gradients(DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, b, g, tok_s, head_s, tok_n, seq, groups,
+                     R: tl.constexpr, D: tl.constexpr):
+    """For the backward: the rows' output gradients, log-sum-exp and delta = rowsum(dO * O)."""
+    out_s, out_n, row_s, row_n = _output_offsets(b, g, tok_s, head_s, tok_n, seq, groups, R, D)
+    valid_s, valid_n = tok_s < seq, tok_n < seq
+    return (tl.load(DO_S + out_s, mask=valid_s[:, None], other=0.0),
+            tl.load(LSE_S + row_s, mask=valid_s, other=0.0), tl.load(DELTA_S + row_s, mask=valid_s, other=0.0),
+            tl.load(DO_N + out_n, mask=valid_n[:, None], other=0.0),
+            tl.load(LSE_N + row_n, mask=valid_n, other=0.0), tl.load(DELTA_N + row_n, mask=valid_n, other=0.0))
+
+
+@triton.jit
+def _key_offsets(b, g, cols, seq, groups, D: tl.constexpr):
+    """Element offsets of the key rows ``cols`` of k1[g] in (batch, seq, 2 * groups, d) (k2[g] is d further)
+    and of their values in (batch, seq, groups, 2d)."""
+    k_token, v_token = 2 * groups * D, groups * 2 * D
+    k1 = (b.to(tl.int64) * seq + cols[:, None]) * k_token + 2 * g * D + tl.arange(0, D)[None, :]
+    v = (b.to(tl.int64) * seq + cols[:, None]) * v_token + g * 2 * D + tl.arange(0, 2 * D)[None, :]
+    return k1, v
+
+
+@triton.jit
+def _load_keys(K, V, b, g, cols, seq, groups, D: tl.constexpr):
+    k1, v = _key_offsets(b, g, cols, seq, groups, D)
+    inside = cols[:, None] < seq
+    return (tl.load(K + k1, mask=inside, other=0.0), tl.load(K + k1 + D, mask=inside, other=0.0),
+            tl.load(V + v, mask=inside, other=0.0))
+
+
+@triton.jit
+def _visible(cols, tok, seq):
+    """Causal pairs: key ``cols`` inside the sequence and at or before query ``tok``. Query rows past the sequence
+    are left in: their queries and output gradients are zero and nothing of theirs is stored."""
+    return (cols[None, :] <= tok[:, None]) & (cols[None, :] < seq)
+
+
+@triton.jit
+def _online_softmax_step(q, k, v, cols, tok, seq, masked, m, l, acc, scale, PRECISION: tl.constexpr):
+    """One key tile of flash attention for one branch: scores, running max ``m`` (each row's largest logit),
+    running sum ``l`` and the unnormalised output ``acc``, rescaled to the new maximum."""
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
+    if masked:
+        s = tl.where(_visible(cols, tok, seq), s, float("-inf"))
+    m_new = tl.maximum(m, tl.max(s, axis=1))
+    p = tl.exp(s - m_new[:, None])
+    alpha = tl.exp(m - m_new)
+    return m_new, l * alpha + tl.sum(p, axis=1), acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+
+
+@triton.jit
+def _score_gradient(q, k, v, do, lse, delta, cols, tok, seq, masked, scale, PRECISION: tl.constexpr):
+    """One tile of one branch's backward: the probabilities P recomputed from the saved log-sum-exp, and
+    dS = P * (dO v^T - delta), the gradient of the scores (before the 1 / sqrt(d) scale)."""
+    p = tl.exp(tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale - lse[:, None])
+    if masked:
+        p = tl.where(_visible(cols, tok, seq), p, 0.0)
+    return p, p * (tl.dot(do, tl.trans(v), input_precision=PRECISION) - delta[:, None])
 
 
 @triton.jit
@@ -91,12 +151,7 @@ def _gda_forward_kernel(Q, K, V, OUT_S, OUT_N, LSE_S, LSE_N, PARTIAL_MAX, seq, g
     DV: tl.constexpr = 2 * D
     block, bg = tl.program_id(0), tl.program_id(1)
     b, g = bg // groups, bg % groups
-    tok_s, head_s, tok_n, qs, qn, _, _, _ = _load_queries(Q, Q, Q, Q, Q, Q, b, g, block, seq, groups, R, D, BLOCK_M,
-                                                          False)
-    dims, vdims = tl.arange(0, D), tl.arange(0, DV)
-    k_token, v_token = 2 * groups * D, groups * DV
-    k1_base = K + b.to(tl.int64) * seq * k_token + 2 * g * D
-    v_base = V + b.to(tl.int64) * seq * v_token + g * DV
+    tok_s, head_s, tok_n, qs, qn, _, _ = _query_rows(Q, b, g, block, seq, groups, R, D, BLOCK_M)
     m_s = tl.full((BLOCK_M * R,), float("-inf"), tl.float32)
     l_s = tl.zeros((BLOCK_M * R,), tl.float32)
     acc_s = tl.zeros((BLOCK_M * R, DV), tl.float32)
@@ -106,36 +161,17 @@ def _gda_forward_kernel(Q, K, V, OUT_S, OUT_N, LSE_S, LSE_N, PARTIAL_MAX, seq, g
     diagonal = block * BLOCK_M // BLOCK_N * BLOCK_N  # key blocks before it are wholly visible: no mask
     for start in range(0, tl.minimum((block + 1) * BLOCK_M, seq), BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
-        inside = cols[:, None] < seq
-        k1 = tl.load(k1_base + cols[:, None].to(tl.int64) * k_token + dims[None, :], mask=inside, other=0.0)
-        k2 = tl.load(k1_base + D + cols[:, None].to(tl.int64) * k_token + dims[None, :], mask=inside, other=0.0)
-        v = tl.load(v_base + cols[:, None].to(tl.int64) * v_token + vdims[None, :], mask=inside, other=0.0)
-        s = tl.dot(qs, tl.trans(k1), input_precision=PRECISION) * scale
-        if start >= diagonal:
-            s = tl.where((cols[None, :] <= tok_s[:, None]) & (cols[None, :] < seq), s, float("-inf"))
-        m_new = tl.maximum(m_s, tl.max(s, axis=1))
-        p = tl.exp(s - m_new[:, None])
-        alpha = tl.exp(m_s - m_new)
-        l_s = l_s * alpha + tl.sum(p, axis=1)
-        acc_s = acc_s * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        m_s = m_new
-        s = tl.dot(qn, tl.trans(k2), input_precision=PRECISION) * scale
-        if start >= diagonal:
-            s = tl.where((cols[None, :] <= tok_n[:, None]) & (cols[None, :] < seq), s, float("-inf"))
-        m_new = tl.maximum(m_n, tl.max(s, axis=1))
-        p = tl.exp(s - m_new[:, None])
-        alpha = tl.exp(m_n - m_new)
-        l_n = l_n * alpha + tl.sum(p, axis=1)
-        acc_n = acc_n * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        m_n = m_new
+        k1, k2, v = _load_keys(K, V, b, g, cols, seq, groups, D)
+        masked = start >= diagonal
+        m_s, l_s, acc_s = _online_softmax_step(qs, k1, v, cols, tok_s, seq, masked, m_s, l_s, acc_s, scale, PRECISION)
+        m_n, l_n, acc_n = _online_softmax_step(qn, k2, v, cols, tok_n, seq, masked, m_n, l_n, acc_n, scale, PRECISION)
     # the running maximum of the scores is the largest logit of each row (QK-clip): no extra pass
+    out_s, out_n, row_s, row_n = _output_offsets(b, g, tok_s, head_s, tok_n, seq, groups, R, D)
     valid_s, valid_n = tok_s < seq, tok_n < seq
-    tl.store(OUT_S + (b.to(tl.int64) * seq + tok_s[:, None]) * (groups * R * DV) + (g * R + head_s[:, None]) * DV
-             + vdims[None, :], (acc_s / l_s[:, None]).to(OUT_S.dtype.element_ty), mask=valid_s[:, None])
-    tl.store(OUT_N + (b.to(tl.int64) * seq + tok_n[:, None]) * v_token + g * DV + vdims[None, :],
-             (acc_n / l_n[:, None]).to(OUT_N.dtype.element_ty), mask=valid_n[:, None])
-    tl.store(LSE_S + (bg.to(tl.int64) * seq + tok_s) * R + head_s, m_s + tl.log(l_s), mask=valid_s)
-    tl.store(LSE_N + bg.to(tl.int64) * seq + tok_n, m_n + tl.log(l_n), mask=valid_n)
+    tl.store(OUT_S + out_s, (acc_s / l_s[:, None]).to(OUT_S.dtype.element_ty), mask=valid_s[:, None])
+    tl.store(OUT_N + out_n, (acc_n / l_n[:, None]).to(OUT_N.dtype.element_ty), mask=valid_n[:, None])
+    tl.store(LSE_S + row_s, m_s + tl.log(l_s), mask=valid_s)
+    tl.store(LSE_N + row_n, m_n + tl.log(l_n), mask=valid_n)
     head_max = tl.max(tl.reshape(tl.where(valid_s, m_s, float("-inf")), (BLOCK_M, R)), axis=0)
     partial = PARTIAL_MAX + (bg.to(tl.int64) * tl.num_programs(0) + block) * (R + 1)
     tl.store(partial + tl.arange(0, R), head_max)
@@ -146,96 +182,54 @@ def _gda_forward_kernel(Q, K, V, OUT_S, OUT_N, LSE_S, LSE_N, PARTIAL_MAX, seq, g
 def _gda_backward_kv_kernel(Q, K, V, DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, DK, DVAL, seq, groups, scale,
                             R: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                             PRECISION: tl.constexpr):
-    DV: tl.constexpr = 2 * D
     key_block, bg = tl.program_id(0), tl.program_id(1)
     b, g = bg // groups, bg % groups
-    dims, vdims = tl.arange(0, D), tl.arange(0, DV)
     cols = key_block * BLOCK_N + tl.arange(0, BLOCK_N)
-    inside = cols[:, None] < seq
-    k_token, v_token = 2 * groups * D, groups * DV
-    k1_rows = K + b.to(tl.int64) * seq * k_token + 2 * g * D + cols[:, None].to(tl.int64) * k_token + dims[None, :]
-    v_rows = V + b.to(tl.int64) * seq * v_token + g * DV + cols[:, None].to(tl.int64) * v_token + vdims[None, :]
-    k1 = tl.load(k1_rows, mask=inside, other=0.0)
-    k2 = tl.load(k1_rows + D, mask=inside, other=0.0)
-    v = tl.load(v_rows, mask=inside, other=0.0)
+    k1, k2, v = _load_keys(K, V, b, g, cols, seq, groups, D)
     dk1 = tl.zeros((BLOCK_N, D), tl.float32)
     dk2 = tl.zeros((BLOCK_N, D), tl.float32)
-    dv = tl.zeros((BLOCK_N, DV), tl.float32)
+    dv = tl.zeros((BLOCK_N, 2 * D), tl.float32)
     for block in range(key_block * BLOCK_N // BLOCK_M, tl.cdiv(seq, BLOCK_M)):
-        tok_s, head_s, tok_n, qs, qn, do_s, lse_s, delta_s = _load_queries(
-            Q, DO_S, LSE_S, LSE_N, DELTA_S, DELTA_N, b, g, block, seq, groups, R, D, BLOCK_M, True)
-        do_n = tl.load(DO_N + (b.to(tl.int64) * seq + tok_n[:, None]) * v_token + g * DV + vdims[None, :],
-                       mask=tok_n[:, None] < seq, other=0.0)
-        lse_n = tl.load(LSE_N + bg.to(tl.int64) * seq + tok_n, mask=tok_n < seq, other=0.0)
-        delta_n = tl.load(DELTA_N + bg.to(tl.int64) * seq + tok_n, mask=tok_n < seq, other=0.0)
-        # a query block that starts after this key block's last key sees all of it: no mask (rows past seq have
-        # zero queries and output gradients, keys past seq are never stored, so neither needs one either)
-        diagonal = block * BLOCK_M < (key_block + 1) * BLOCK_N
-        s = tl.dot(qs, tl.trans(k1), input_precision=PRECISION) * scale
-        p = tl.exp(s - lse_s[:, None])
-        if diagonal:
-            p = tl.where((cols[None, :] <= tok_s[:, None]) & (tok_s[:, None] < seq), p, 0.0)
+        tok_s, head_s, tok_n, qs, qn, _, _ = _query_rows(Q, b, g, block, seq, groups, R, D, BLOCK_M)
+        do_s, lse_s, delta_s, do_n, lse_n, delta_n = _query_gradients(
+            DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, b, g, tok_s, head_s, tok_n, seq, groups, R, D)
+        # a query block that starts after this key block's last key sees all of it: no mask
+        masked = block * BLOCK_M < (key_block + 1) * BLOCK_N
+        p, ds = _score_gradient(qs, k1, v, do_s, lse_s, delta_s, cols, tok_s, seq, masked, scale, PRECISION)
         dv += tl.dot(tl.trans(p).to(do_s.dtype), do_s, input_precision=PRECISION)
-        ds = p * (tl.dot(do_s, tl.trans(v), input_precision=PRECISION) - delta_s[:, None])
         dk1 += tl.dot(tl.trans(ds).to(qs.dtype), qs, input_precision=PRECISION)
-        s = tl.dot(qn, tl.trans(k2), input_precision=PRECISION) * scale
-        p = tl.exp(s - lse_n[:, None])
-        if diagonal:
-            p = tl.where((cols[None, :] <= tok_n[:, None]) & (tok_n[:, None] < seq), p, 0.0)
+        p, ds = _score_gradient(qn, k2, v, do_n, lse_n, delta_n, cols, tok_n, seq, masked, scale, PRECISION)
         dv += tl.dot(tl.trans(p).to(do_n.dtype), do_n, input_precision=PRECISION)
-        ds = p * (tl.dot(do_n, tl.trans(v), input_precision=PRECISION) - delta_n[:, None])
         dk2 += tl.dot(tl.trans(ds).to(qn.dtype), qn, input_precision=PRECISION)
-    dk1_rows = DK + b.to(tl.int64) * seq * k_token + 2 * g * D + cols[:, None].to(tl.int64) * k_token + dims[None, :]
-    tl.store(dk1_rows, (dk1 * scale).to(DK.dtype.element_ty), mask=inside)
-    tl.store(dk1_rows + D, (dk2 * scale).to(DK.dtype.element_ty), mask=inside)
-    tl.store(DVAL + b.to(tl.int64) * seq * v_token + g * DV + cols[:, None].to(tl.int64) * v_token + vdims[None, :],
-             dv.to(DVAL.dtype.element_ty), mask=inside)
+    k1_offsets, v_offsets = _key_offsets(b, g, cols, seq, groups, D)
+    inside = cols[:, None] < seq
+    tl.store(DK + k1_offsets, (dk1 * scale).to(DK.dtype.element_ty), mask=inside)
+    tl.store(DK + k1_offsets + D, (dk2 * scale).to(DK.dtype.element_ty), mask=inside)
+    tl.store(DVAL + v_offsets, dv.to(DVAL.dtype.element_ty), mask=inside)
 
 
 @triton.jit
 def _gda_backward_q_kernel(Q, K, V, DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, DQ, seq, groups, scale,
                            R: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                            PRECISION: tl.constexpr):
-    DV: tl.constexpr = 2 * D
     block, bg = tl.program_id(0), tl.program_id(1)
     b, g = bg // groups, bg % groups
-    tok_s, head_s, tok_n, qs, qn, do_s, lse_s, delta_s = _load_queries(
-        Q, DO_S, LSE_S, LSE_N, DELTA_S, DELTA_N, b, g, block, seq, groups, R, D, BLOCK_M, True)
-    dims, vdims = tl.arange(0, D), tl.arange(0, DV)
-    k_token, v_token = 2 * groups * D, groups * DV
-    do_n = tl.load(DO_N + (b.to(tl.int64) * seq + tok_n[:, None]) * v_token + g * DV + vdims[None, :],
-                   mask=tok_n[:, None] < seq, other=0.0)
-    lse_n = tl.load(LSE_N + bg.to(tl.int64) * seq + tok_n, mask=tok_n < seq, other=0.0)
-    delta_n = tl.load(DELTA_N + bg.to(tl.int64) * seq + tok_n, mask=tok_n < seq, other=0.0)
-    k1_base = K + b.to(tl.int64) * seq * k_token + 2 * g * D
-    v_base = V + b.to(tl.int64) * seq * v_token + g * DV
+    tok_s, head_s, tok_n, qs, qn, q_signal, q_noise = _query_rows(Q, b, g, block, seq, groups, R, D, BLOCK_M)
+    do_s, lse_s, delta_s, do_n, lse_n, delta_n = _query_gradients(
+        DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, b, g, tok_s, head_s, tok_n, seq, groups, R, D)
     dq_s = tl.zeros((BLOCK_M * R, D), tl.float32)
     dq_n = tl.zeros((BLOCK_M, D), tl.float32)
     diagonal = block * BLOCK_M // BLOCK_N * BLOCK_N  # key blocks before it are wholly visible: no mask
     for start in range(0, tl.minimum((block + 1) * BLOCK_M, seq), BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
-        inside = cols[:, None] < seq
-        k1 = tl.load(k1_base + cols[:, None].to(tl.int64) * k_token + dims[None, :], mask=inside, other=0.0)
-        k2 = tl.load(k1_base + D + cols[:, None].to(tl.int64) * k_token + dims[None, :], mask=inside, other=0.0)
-        v = tl.load(v_base + cols[:, None].to(tl.int64) * v_token + vdims[None, :], mask=inside, other=0.0)
-        s = tl.dot(qs, tl.trans(k1), input_precision=PRECISION) * scale
-        p = tl.exp(s - lse_s[:, None])
-        if start >= diagonal:
-            p = tl.where((cols[None, :] <= tok_s[:, None]) & (cols[None, :] < seq), p, 0.0)
-        ds = p * (tl.dot(do_s, tl.trans(v), input_precision=PRECISION) - delta_s[:, None])
+        k1, k2, v = _load_keys(K, V, b, g, cols, seq, groups, D)
+        masked = start >= diagonal
+        _, ds = _score_gradient(qs, k1, v, do_s, lse_s, delta_s, cols, tok_s, seq, masked, scale, PRECISION)
         dq_s += tl.dot(ds.to(k1.dtype), k1, input_precision=PRECISION)
-        s = tl.dot(qn, tl.trans(k2), input_precision=PRECISION) * scale
-        p = tl.exp(s - lse_n[:, None])
-        if start >= diagonal:
-            p = tl.where((cols[None, :] <= tok_n[:, None]) & (cols[None, :] < seq), p, 0.0)
-        ds = p * (tl.dot(do_n, tl.trans(v), input_precision=PRECISION) - delta_n[:, None])
+        _, ds = _score_gradient(qn, k2, v, do_n, lse_n, delta_n, cols, tok_n, seq, masked, scale, PRECISION)
         dq_n += tl.dot(ds.to(k2.dtype), k2, input_precision=PRECISION)
-    q_token = groups * (R + 1) * D
-    dq_base = DQ + b.to(tl.int64) * seq * q_token + g * (R + 1) * D
-    tl.store(dq_base + tok_s[:, None].to(tl.int64) * q_token + head_s[:, None] * D + dims[None, :],
-             (dq_s * scale).to(DQ.dtype.element_ty), mask=tok_s[:, None] < seq)
-    tl.store(dq_base + tok_n[:, None].to(tl.int64) * q_token + R * D + dims[None, :],
-             (dq_n * scale).to(DQ.dtype.element_ty), mask=tok_n[:, None] < seq)
+    tl.store(DQ + q_signal, (dq_s * scale).to(DQ.dtype.element_ty), mask=tok_s[:, None] < seq)
+    tl.store(DQ + q_noise, (dq_n * scale).to(DQ.dtype.element_ty), mask=tok_n[:, None] < seq)
 
 
 BLOCK_M, BLOCK_N = (16, 16) if INTERPRETING else (32, 64)

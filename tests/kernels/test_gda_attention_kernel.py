@@ -44,6 +44,7 @@ def inputs(batch, seq, groups, ratio, dim, seed=0):
     (2, 40, 2, 2, 16),   # several blocks, the last one partial
     (1, 37, 1, 4, 16),   # Motif-2's 4:1 ratio, one group
     (1, 16, 3, 1, 32),   # plain differential attention (r = 1), one block exactly
+    (1, 7, 2, 4, 16),    # shorter than one block
 ])
 def test_forward_backward_and_maxima_match_the_definition(batch, seq, groups, ratio, dim):
     q, k, v = inputs(batch, seq, groups, ratio, dim, seed=seq)
