@@ -220,8 +220,7 @@ def main() -> None:
     parser.add_argument("--num_workers", type=int, default=None, help="tokenizing processes (default: cores - 1)")
     args = parser.parse_args()
     work = Path(args.work)
-    if not (work / "text" / "code").is_dir() or len(list((work / "text" / "code").glob("*.jsonl"))) < len(PYPI_WHEELS):
-        code_texts(work)
+    code_texts(work)
     debian_texts(work)
     extra = {"num_workers": args.num_workers} if args.num_workers else {}
     prepare(PrepareConfig(

@@ -3,20 +3,16 @@ out of the pytest process)."""
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lightning_motif.ablation.runner import motif_command
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "experiments" / "quickstart.yaml"
 TINY = REPO / "experiments" / "presets" / "tiny.yaml"
 TINY_CURRICULUM = REPO / "tests" / "configs" / "tiny_curriculum.yaml"
-
-
-def motif_command() -> list[str]:
-    script = Path(sys.executable).parent / "motif"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "lightning_motif.cli"]
 
 
 def run_motif(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -153,30 +153,20 @@ def plot(results: GridResults, report_dir: Path) -> None:
 
 def write_hparams(results: GridResults) -> None:
     """A TensorBoard hparams summary in each finished run's ``hparams/`` folder (replaced on every report)."""
-    output, domains = Path(results.config.output_dir), results.domains()
-    for optimizer, runs in results.sweeps.items():
-        for run, log in runs:
-            if log is not None:
-                _write_run_hparams(output / run.name, run.variant, optimizer, run.learning_rate, run.seed, log, domains)
-    for name, logs in results.seeds.items():
-        optimizer = results.config.variants[name].optimizer
-        for seed, log in logs.items():
-            folder = output / f"{name}-lr{results.best[optimizer]:g}-seed{seed}"
-            _write_run_hparams(folder, name, optimizer, results.best[optimizer], seed, log, domains)
-
-
-def _write_run_hparams(folder: Path, variant: str, optimizer: str, lr: float, seed: int, log: RunLog,
-                       domains: list[str]) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
-    target = folder / HPARAMS_FOLDER
-    shutil.rmtree(target, ignore_errors=True)
-    metrics = {"hparams/final_val_loss": log.final_val_loss(),
-               **{f"hparams/final_val_loss_{d}": log.final_val_loss(d) for d in domains},
-               "hparams/tokens_per_sec": log.mean_after_warmup("throughput/tokens_per_sec")}
-    with SummaryWriter(log_dir=str(target)) as writer:
-        writer.add_hparams({"variant": variant, "optimizer": optimizer, "lr": lr, "seed": seed},
-                           {k: (v if math.isfinite(v) else float("nan")) for k, v in metrics.items()}, run_name=".")
+    output, domains = Path(results.config.output_dir), results.domains()
+    for run, log in results.runs.items():
+        target = output / run.name / HPARAMS_FOLDER
+        shutil.rmtree(target, ignore_errors=True)
+        metrics = {"hparams/final_val_loss": log.final_val_loss(),
+                   **{f"hparams/final_val_loss_{d}": log.final_val_loss(d) for d in domains},
+                   "hparams/tokens_per_sec": log.mean_after_warmup("throughput/tokens_per_sec")}
+        hparams = {"variant": run.variant, "optimizer": results.config.variants[run.variant].optimizer,
+                   "lr": run.learning_rate, "seed": run.seed}
+        with SummaryWriter(log_dir=str(target)) as writer:
+            writer.add_hparams(hparams, {k: (v if math.isfinite(v) else float("nan")) for k, v in metrics.items()},
+                               run_name=".")
 
 
 def write_report(config: AblationConfig) -> Path:

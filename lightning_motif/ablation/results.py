@@ -40,19 +40,25 @@ class Spread:
         return math.isfinite(self.half_width) and abs(self.mean) > self.half_width
 
 
-def best_learning_rates(config: AblationConfig) -> dict[str, float] | None:
-    """Each optimizer's best swept learning rate; None until every sweep run has finished."""
-    output, best = Path(config.output_dir), {}
-    for optimizer, runs in sweep_runs(config).items():
-        logs = [read_run(output / run.name) for run in runs]
-        if any(log is None for log in logs):
+def _best_of_sweeps(config: AblationConfig, sweeps: dict[str, list[tuple[Run, RunLog | None]]]
+                    ) -> dict[str, float] | None:
+    best = {}
+    for optimizer, runs in sweeps.items():
+        if any(log is None for _, log in runs):
             return None
-        losses = {run.learning_rate: log.final_val_loss() for run, log in zip(runs, logs)}
+        losses = {run.learning_rate: log.final_val_loss() for run, log in runs}
         if not any(map(math.isfinite, losses.values())):
-            raise config.fail(f"optimizers.{optimizer}.learning_rates", sorted(losses),
-                              f"every sweep run failed or diverged: see {output / runs[0].name / 'fit.log'}")
+            raise config.fail(f"optimizers.{optimizer}.learning_rates", sorted(losses), "every sweep run failed or "
+                              f"diverged: see {Path(config.output_dir) / runs[0][0].name / 'fit.log'}")
         best[optimizer] = best_learning_rate(losses)
     return best
+
+
+def best_learning_rates(config: AblationConfig) -> dict[str, float] | None:
+    """Each optimizer's best swept learning rate; None until every sweep run has finished."""
+    output = Path(config.output_dir)
+    return _best_of_sweeps(config, {optimizer: [(run, read_run(output / run.name)) for run in runs]
+                                    for optimizer, runs in sweep_runs(config).items()})
 
 
 @dataclass
@@ -62,6 +68,8 @@ class GridResults:
     best: dict[str, float] | None
     seeds: dict[str, dict[int, RunLog]]
     """Variant -> seed -> the finished run at its optimizer's best learning rate."""
+    runs: dict[Run, RunLog]
+    """Every finished run of the grid, once (a sweep run that is also a seed run is one entry)."""
 
     def domains(self) -> list[str]:
         return sorted({d for runs in self.seeds.values() for log in runs.values() for d in log.domains()})
@@ -83,15 +91,20 @@ class GridResults:
 
 
 def collect(config: AblationConfig) -> GridResults:
-    output = Path(config.output_dir)
-    sweeps = {optimizer: [(run, read_run(output / run.name)) for run in runs]
-              for optimizer, runs in sweep_runs(config).items()}
-    best = best_learning_rates(config)
+    """The grid's finished runs, each read once."""
+    output, read = Path(config.output_dir), {}
+
+    def log_of(run: Run) -> RunLog | None:
+        if run not in read:
+            read[run] = read_run(output / run.name)
+        return read[run]
+
+    sweeps = {optimizer: [(run, log_of(run)) for run in runs] for optimizer, runs in sweep_runs(config).items()}
+    best = _best_of_sweeps(config, sweeps)
     seeds: dict[str, dict[int, RunLog]] = {}
     for name, variant in config.variants.items():
         if best is None:
             break
-        lr = best[variant.optimizer]
-        logs = {seed: read_run(output / Run(name, lr, seed).name) for seed in config.seeds}
+        logs = {seed: log_of(Run(name, best[variant.optimizer], seed)) for seed in config.seeds}
         seeds[name] = {seed: log for seed, log in logs.items() if log is not None}
-    return GridResults(config, sweeps, best, seeds)
+    return GridResults(config, sweeps, best, seeds, {run: log for run, log in read.items() if log is not None})

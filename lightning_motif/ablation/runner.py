@@ -28,6 +28,7 @@ from lightning_motif.ablation.results import best_learning_rates
 
 
 def motif_command() -> list[str]:
+    """The ``motif`` console script of this interpreter's environment (or the module, when not installed)."""
     script = Path(sys.executable).parent / "motif"
     return [str(script)] if script.exists() else [sys.executable, "-m", "lightning_motif.cli"]
 
