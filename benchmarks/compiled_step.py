@@ -1,13 +1,15 @@
 """Per-block torch.compile against eager: one optimizer step of 16 micro-batches x 4,096 tokens on one GPU, at the
 12.7B widths cut to 8 layers, for the Motif model and the Llama-style baseline of ``benchmarks.train_step``.
 
-    python -m benchmarks.compiled_step --kind motif      (or --kind baseline; one process per GPU runs both at once)
+    python -m benchmarks.compiled_step --kind motif [--fused_core] [--micro_batches 16]
+    python -m benchmarks.compiled_step --kind baseline      (one process per GPU runs both at once)
 
 Blocks are compiled the way ``motif fit`` compiles them (``lightning_motif.parallelism.apply_parallelism`` with
 ``compile: true``: each block compiled in place, one graph shared by every block of the same shape). Reports the
 median step time over 5 steps after 2 warm-up steps (the first compiles), the optimizer's share, and Dynamo's
 counters: graphs compiled and graph breaks (a per-layer constant would compile every block again, up to the
-recompile limit, after which the remaining blocks silently run eagerly).
+recompile limit, after which the remaining blocks silently run eagerly). ``--fused_core`` runs GDA's attention
+through the one-pass kernel (``kernels.gda_attention``) instead of two SDPA calls and the max-logit kernel.
 """
 
 import argparse
@@ -27,13 +29,13 @@ from components.optim import MuonClip
 from components.optim.param_groups import motif_param_groups
 from lightning_motif.parallelism import ParallelismConfig, apply_parallelism
 
-LAYERS, MICRO_BATCHES, WARMUP, STEPS = 8, 16, 2, 5
+LAYERS, WARMUP, STEPS = 8, 2, 5
 
 
-def build(kind: str, compile_blocks: bool):
+def build(kind: str, compile_blocks: bool, fused_core: bool):
     torch.manual_seed(0)
     with torch.device("cuda"):
-        model = MotifForCausalLM(config(kind, LAYERS))
+        model = MotifForCausalLM(config(kind, LAYERS, fused_core))
     apply_parallelism(model, ParallelismConfig(compile=compile_blocks), None)
     groups = motif_param_groups(model)
     if kind == "motif":
@@ -56,7 +58,7 @@ def step(model, optimizer, attentions, tokens) -> tuple[float, float, float]:
     total = torch.zeros((), device="cuda")
     for micro_batch in tokens:
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(micro_batch[:, :-1], targets=micro_batch[:, 1:]) / (MICRO_BATCHES * SEQ)
+            loss = model(micro_batch[:, :-1], targets=micro_batch[:, 1:]) / tokens[:, :, 1:].numel()
         loss.backward()
         total += loss.detach()
     marks[1].record()
@@ -67,19 +69,20 @@ def step(model, optimizer, attentions, tokens) -> tuple[float, float, float]:
     return total.item(), marks[0].elapsed_time(marks[2]), marks[1].elapsed_time(marks[2])
 
 
-def run(kind: str, compile_blocks: bool) -> dict:
+def run(kind: str, compile_blocks: bool, fused_core: bool, micro_batches: int) -> dict:
     torch._dynamo.reset()
     counters.clear()
-    model, optimizer, attentions = build(kind, compile_blocks)
+    model, optimizer, attentions = build(kind, compile_blocks, fused_core)
     generator = torch.Generator("cuda").manual_seed(1)
-    tokens = torch.randint(0, VOCAB, (MICRO_BATCHES, 1, SEQ + 1), device="cuda", generator=generator)
+    tokens = torch.randint(0, VOCAB, (micro_batches, 1, SEQ + 1), device="cuda", generator=generator)
     started = time.perf_counter()
     losses = [step(model, optimizer, attentions, tokens)[0] for _ in range(WARMUP)]
     warmup_s = time.perf_counter() - started
     timed = [step(model, optimizer, attentions, tokens) for _ in range(STEPS)]
     losses += [loss for loss, _, _ in timed]
     result = {
-        "kind": kind, "compile": compile_blocks, "layers": LAYERS, "tokens_per_step": MICRO_BATCHES * SEQ,
+        "kind": kind, "compile": compile_blocks, "fused_core": fused_core, "layers": LAYERS,
+        "tokens_per_step": micro_batches * SEQ,
         "step_ms": statistics.median(ms for _, ms, _ in timed),
         "optimizer_ms": statistics.median(ms for _, _, ms in timed),
         "warmup_s": warmup_s, "first_loss": losses[0], "last_loss": losses[-1],
@@ -95,10 +98,14 @@ def run(kind: str, compile_blocks: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kind", choices=("motif", "baseline"), required=True)
+    parser.add_argument("--fused_core", action="store_true", help="GDA's one-pass attention kernel (motif only)")
+    parser.add_argument("--micro_batches", type=int, default=16, help="micro-batches of 1 x 4096 per step")
     args = parser.parse_args()
+    if args.fused_core and args.kind != "motif":
+        parser.error("--fused_core: only --kind motif has a GDA attention core")
     print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}; {args.kind}, {LAYERS} layers at the 12.7B "
-          f"widths, {MICRO_BATCHES} x {SEQ} tokens per step, bf16 autocast", flush=True)
-    results = [run(args.kind, compile_blocks) for compile_blocks in (False, True)]
+          f"widths, {args.micro_batches} x {SEQ} tokens per step, bf16 autocast", flush=True)
+    results = [run(args.kind, compile_blocks, args.fused_core, args.micro_batches) for compile_blocks in (False, True)]
     for result in results:
         print("RESULT " + json.dumps(result), flush=True)
     eager, compiled = results

@@ -46,15 +46,15 @@ class FirstStepReport(Callback):
 
 
 def fit_command(devices: int, compile_blocks: bool, root: Path, cache: Path, max_steps: int, batch_tokens: int,
-                callback: str) -> list[str]:
-    """``motif fit`` of the 12.7B preset under FSDP2 (activation checkpointing per block, compile per block if
-    asked) on the embedded corpus in ``cache``: sequences of 4,096 tokens, one per GPU per forward pass,
-    ``batch_tokens`` per optimizer step (accumulated), no validation or checkpoints, ``callback`` reporting."""
+                callback: str, preset: str = "motif-2-12.7b") -> list[str]:
+    """``motif fit`` of a preset (the 12.7B by default) under FSDP2 (activation checkpointing per block, compile
+    per block if asked) on the embedded corpus in ``cache``: sequences of 4,096 tokens, one per GPU per forward
+    pass, ``batch_tokens`` per optimizer step (accumulated), no validation or checkpoints, ``callback`` reporting."""
     return [
         sys.executable, "-m", "lightning_motif.cli", "fit",
         "--config", str(REPO / "experiments/quickstart.yaml"),
         "--config", str(REPO / "experiments/strategies/fsdp2-large.yaml"),
-        "--model.transformer", str(REPO / "experiments/presets/motif-2-12.7b.yaml"),
+        "--model.transformer", str(REPO / f"experiments/presets/{preset}.yaml"),
         f"--model.parallelism.compile={str(compile_blocks).lower()}",
         "--trainer.accelerator=gpu", f"--trainer.devices={devices}", f"--trainer.max_steps={max_steps}",
         "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false", "--trainer.log_every_n_steps=1",

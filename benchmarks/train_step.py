@@ -50,10 +50,11 @@ VOCAB, HIDDEN, FFN, SEQ = 219520, 4096, 16384, 4096
 LR = 4e-4
 
 
-def config(kind: str, layers: int) -> ModelConfig:
+def config(kind: str, layers: int, fused_core: bool = False) -> ModelConfig:
+    """The 12.7B widths at ``layers`` layers; ``fused_core``: GDA's one-pass attention kernel (Motif only)."""
     if kind == "motif":
         attention = GroupedDifferentialAttentionConfig(num_noise_heads=8, signal_noise_ratio=4, head_dim=128,
-                                                       subln_eps=1e-5, kernel="triton")
+                                                       subln_eps=1e-5, kernel="triton", fused_core=fused_core)
         mlp = PolyNormMLPConfig(intermediate_size=FFN, eps=1e-6, kernel="triton")
     else:
         attention = GroupedQueryAttentionConfig(num_heads=32, num_kv_heads=8, head_dim=128, kernel="triton")

@@ -122,30 +122,47 @@ def _visible(cols, tok, seq):
 
 
 @triton.jit
-def _online_softmax_step(q, k, v, cols, tok, seq, masked, m, l, acc, scale, PRECISION: tl.constexpr):
-    """One key tile of flash attention for one branch: scores, running max ``m`` (each row's largest logit),
-    running sum ``l`` and the unnormalised output ``acc``, rescaled to the new maximum."""
-    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
+def _online_softmax_step(q, k, v, cols, tok, seq, masked, m, l, acc, scale_log2, PRECISION: tl.constexpr):
+    """One key tile of flash attention for one branch, in base 2 (scores times log2(e), so exp2 does the
+    exponentials): running max ``m`` (each row's largest logit x log2(e)), running sum ``l`` and the
+    unnormalised output ``acc``, rescaled to the new maximum."""
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
     if masked:
         s = tl.where(_visible(cols, tok, seq), s, float("-inf"))
     m_new = tl.maximum(m, tl.max(s, axis=1))
-    p = tl.exp(s - m_new[:, None])
-    alpha = tl.exp(m - m_new)
+    p = tl.exp2(s - m_new[:, None])
+    alpha = tl.exp2(m - m_new)
     return m_new, l * alpha + tl.sum(p, axis=1), acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
 
 
 @triton.jit
-def _score_gradient(q, k, v, do, lse, delta, cols, tok, seq, masked, scale, PRECISION: tl.constexpr):
-    """One tile of one branch's backward: the probabilities P recomputed from the saved log-sum-exp, and
+def _score_gradient(q, k, v, do, lse_log2, delta, cols, tok, seq, masked, scale_log2, PRECISION: tl.constexpr):
+    """One tile of one branch's backward: the probabilities P recomputed from the saved base-2 log-sum-exp, and
     dS = P * (dO v^T - delta), the gradient of the scores (before the 1 / sqrt(d) scale)."""
-    p = tl.exp(tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale - lse[:, None])
+    p = tl.exp2(tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2 - lse_log2[:, None])
     if masked:
         p = tl.where(_visible(cols, tok, seq), p, 0.0)
     return p, p * (tl.dot(do, tl.trans(v), input_precision=PRECISION) - delta[:, None])
 
 
+def _tile_configs(tiles: list[tuple[int, int, int, int]]) -> list[triton.Config]:
+    """Autotuning candidates (query tokens per block, keys per block, warps, pipeline stages); the interpreter
+    takes one small tile."""
+    if INTERPRETING:
+        tiles = [(16, 16, 4, 1)]
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in tiles]
+
+
+FORWARD_TILES = [(32, 64, 8, 2), (16, 32, 4, 3), (32, 32, 8, 3)]
+BACKWARD_KV_TILES = [(16, 64, 8, 2), (32, 64, 8, 1), (16, 32, 8, 2), (32, 32, 8, 2)]
+BACKWARD_Q_TILES = [(32, 64, 8, 2), (32, 64, 8, 1), (16, 32, 4, 2)]
+"""Candidate tiles per kernel (BLOCK_M tokens stack r + 1 heads of rows), autotuned once per (r, head_dim) and
+dtype on the GPU in use; see ``benchmarks/gda_attention_bench.py --sweep``."""
+
+
+@triton.autotune(configs=_tile_configs(FORWARD_TILES), key=["R", "D"])
 @triton.jit
-def _gda_forward_kernel(Q, K, V, OUT_S, OUT_N, LSE_S, LSE_N, PARTIAL_MAX, seq, groups, scale,
+def _gda_forward_kernel(Q, K, V, OUT_S, OUT_N, LSE_S, LSE_N, MAXIMA, seq, groups, scale_log2,
                         R: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                         PRECISION: tl.constexpr):
     DV: tl.constexpr = 2 * D
@@ -163,25 +180,40 @@ def _gda_forward_kernel(Q, K, V, OUT_S, OUT_N, LSE_S, LSE_N, PARTIAL_MAX, seq, g
         cols = start + tl.arange(0, BLOCK_N)
         k1, k2, v = _load_keys(K, V, b, g, cols, seq, groups, D)
         masked = start >= diagonal
-        m_s, l_s, acc_s = _online_softmax_step(qs, k1, v, cols, tok_s, seq, masked, m_s, l_s, acc_s, scale, PRECISION)
-        m_n, l_n, acc_n = _online_softmax_step(qn, k2, v, cols, tok_n, seq, masked, m_n, l_n, acc_n, scale, PRECISION)
-    # the running maximum of the scores is the largest logit of each row (QK-clip): no extra pass
+        m_s, l_s, acc_s = _online_softmax_step(qs, k1, v, cols, tok_s, seq, masked, m_s, l_s, acc_s, scale_log2,
+                                               PRECISION)
+        m_n, l_n, acc_n = _online_softmax_step(qn, k2, v, cols, tok_n, seq, masked, m_n, l_n, acc_n, scale_log2,
+                                               PRECISION)
     out_s, out_n, row_s, row_n = _output_offsets(b, g, tok_s, head_s, tok_n, seq, groups, R, D)
     valid_s, valid_n = tok_s < seq, tok_n < seq
     tl.store(OUT_S + out_s, (acc_s / l_s[:, None]).to(OUT_S.dtype.element_ty), mask=valid_s[:, None])
     tl.store(OUT_N + out_n, (acc_n / l_n[:, None]).to(OUT_N.dtype.element_ty), mask=valid_n[:, None])
-    tl.store(LSE_S + row_s, m_s + tl.log(l_s), mask=valid_s)
-    tl.store(LSE_N + row_n, m_n + tl.log(l_n), mask=valid_n)
-    head_max = tl.max(tl.reshape(tl.where(valid_s, m_s, float("-inf")), (BLOCK_M, R)), axis=0)
-    partial = PARTIAL_MAX + (bg.to(tl.int64) * tl.num_programs(0) + block) * (R + 1)
-    tl.store(partial + tl.arange(0, R), head_max)
-    tl.store(partial + R, tl.max(tl.where(valid_n, m_n, float("-inf")), axis=0))
+    tl.store(LSE_S + row_s, m_s + tl.log2(l_s), mask=valid_s)
+    tl.store(LSE_N + row_n, m_n + tl.log2(l_n), mask=valid_n)
+    # the running maximum of the scores is each row's largest logit (x log2(e)), for QK-clip: no extra pass
+    LN2: tl.constexpr = 0.6931471805599453
+    heads = MAXIMA + g * (R + 1)
+    tl.atomic_max(heads + tl.arange(0, R),
+                  tl.max(tl.reshape(tl.where(valid_s, m_s, float("-inf")), (BLOCK_M, R)), axis=0) * LN2)
+    tl.atomic_max(heads + R, tl.max(tl.where(valid_n, m_n, float("-inf")), axis=0) * LN2)
 
 
 @triton.jit
+def _score_gradient_transposed(k, q, v, do, lse_log2, delta, cols, tok, seq, masked, scale_log2,
+                               PRECISION: tl.constexpr):
+    """``_score_gradient`` with keys as rows (P^T and dS^T, keys x queries): the dk/dv pass multiplies them into
+    its key-row accumulators directly, with no transpose of a register tile."""
+    p = tl.exp2(tl.dot(k, tl.trans(q), input_precision=PRECISION) * scale_log2 - lse_log2[None, :])
+    if masked:
+        p = tl.where((cols[:, None] <= tok[None, :]) & (cols[:, None] < seq), p, 0.0)
+    return p, p * (tl.dot(v, tl.trans(do), input_precision=PRECISION) - delta[None, :])
+
+
+@triton.autotune(configs=_tile_configs(BACKWARD_KV_TILES), key=["R", "D"])
+@triton.jit
 def _gda_backward_kv_kernel(Q, K, V, DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, DK, DVAL, seq, groups, scale,
-                            R: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                            PRECISION: tl.constexpr):
+                            scale_log2, R: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr,
+                            BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
     key_block, bg = tl.program_id(0), tl.program_id(1)
     b, g = bg // groups, bg % groups
     cols = key_block * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -195,12 +227,14 @@ def _gda_backward_kv_kernel(Q, K, V, DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N,
             DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, b, g, tok_s, head_s, tok_n, seq, groups, R, D)
         # a query block that starts after this key block's last key sees all of it: no mask
         masked = block * BLOCK_M < (key_block + 1) * BLOCK_N
-        p, ds = _score_gradient(qs, k1, v, do_s, lse_s, delta_s, cols, tok_s, seq, masked, scale, PRECISION)
-        dv += tl.dot(tl.trans(p).to(do_s.dtype), do_s, input_precision=PRECISION)
-        dk1 += tl.dot(tl.trans(ds).to(qs.dtype), qs, input_precision=PRECISION)
-        p, ds = _score_gradient(qn, k2, v, do_n, lse_n, delta_n, cols, tok_n, seq, masked, scale, PRECISION)
-        dv += tl.dot(tl.trans(p).to(do_n.dtype), do_n, input_precision=PRECISION)
-        dk2 += tl.dot(tl.trans(ds).to(qn.dtype), qn, input_precision=PRECISION)
+        p, ds = _score_gradient_transposed(k1, qs, v, do_s, lse_s, delta_s, cols, tok_s, seq, masked, scale_log2,
+                                           PRECISION)
+        dv += tl.dot(p.to(do_s.dtype), do_s, input_precision=PRECISION)
+        dk1 += tl.dot(ds.to(qs.dtype), qs, input_precision=PRECISION)
+        p, ds = _score_gradient_transposed(k2, qn, v, do_n, lse_n, delta_n, cols, tok_n, seq, masked, scale_log2,
+                                           PRECISION)
+        dv += tl.dot(p.to(do_n.dtype), do_n, input_precision=PRECISION)
+        dk2 += tl.dot(ds.to(qn.dtype), qn, input_precision=PRECISION)
     k1_offsets, v_offsets = _key_offsets(b, g, cols, seq, groups, D)
     inside = cols[:, None] < seq
     tl.store(DK + k1_offsets, (dk1 * scale).to(DK.dtype.element_ty), mask=inside)
@@ -209,14 +243,29 @@ def _gda_backward_kv_kernel(Q, K, V, DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N,
 
 
 @triton.jit
-def _gda_backward_q_kernel(Q, K, V, DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, DQ, seq, groups, scale,
-                           R: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                           PRECISION: tl.constexpr):
+def _output_gradient_and_delta(DO, OUT, DELTA, out_offsets, row_offsets, valid):
+    """A block's output-gradient rows and delta = rowsum(dO * O) (the softmax backward's correction), which is
+    also stored for the dk/dv pass."""
+    do = tl.load(DO + out_offsets, mask=valid[:, None], other=0.0)
+    delta = tl.sum(do.to(tl.float32) * tl.load(OUT + out_offsets, mask=valid[:, None], other=0.0).to(tl.float32), 1)
+    tl.store(DELTA + row_offsets, delta, mask=valid)
+    return do, delta
+
+
+@triton.autotune(configs=_tile_configs(BACKWARD_Q_TILES), key=["R", "D"])
+@triton.jit
+def _gda_backward_q_kernel(Q, K, V, OUT_S, OUT_N, DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, DQ, seq, groups,
+                           scale, scale_log2, R: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr,
+                           BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
     block, bg = tl.program_id(0), tl.program_id(1)
     b, g = bg // groups, bg % groups
     tok_s, head_s, tok_n, qs, qn, q_signal, q_noise = _query_rows(Q, b, g, block, seq, groups, R, D, BLOCK_M)
-    do_s, lse_s, delta_s, do_n, lse_n, delta_n = _query_gradients(
-        DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, b, g, tok_s, head_s, tok_n, seq, groups, R, D)
+    out_s, out_n, row_s, row_n = _output_offsets(b, g, tok_s, head_s, tok_n, seq, groups, R, D)
+    valid_s, valid_n = tok_s < seq, tok_n < seq
+    do_s, delta_s = _output_gradient_and_delta(DO_S, OUT_S, DELTA_S, out_s, row_s, valid_s)
+    do_n, delta_n = _output_gradient_and_delta(DO_N, OUT_N, DELTA_N, out_n, row_n, valid_n)
+    lse_s = tl.load(LSE_S + row_s, mask=valid_s, other=0.0)
+    lse_n = tl.load(LSE_N + row_n, mask=valid_n, other=0.0)
     dq_s = tl.zeros((BLOCK_M * R, D), tl.float32)
     dq_n = tl.zeros((BLOCK_M, D), tl.float32)
     diagonal = block * BLOCK_M // BLOCK_N * BLOCK_N  # key blocks before it are wholly visible: no mask
@@ -224,39 +273,39 @@ def _gda_backward_q_kernel(Q, K, V, DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, 
         cols = start + tl.arange(0, BLOCK_N)
         k1, k2, v = _load_keys(K, V, b, g, cols, seq, groups, D)
         masked = start >= diagonal
-        _, ds = _score_gradient(qs, k1, v, do_s, lse_s, delta_s, cols, tok_s, seq, masked, scale, PRECISION)
+        _, ds = _score_gradient(qs, k1, v, do_s, lse_s, delta_s, cols, tok_s, seq, masked, scale_log2, PRECISION)
         dq_s += tl.dot(ds.to(k1.dtype), k1, input_precision=PRECISION)
-        _, ds = _score_gradient(qn, k2, v, do_n, lse_n, delta_n, cols, tok_n, seq, masked, scale, PRECISION)
+        _, ds = _score_gradient(qn, k2, v, do_n, lse_n, delta_n, cols, tok_n, seq, masked, scale_log2, PRECISION)
         dq_n += tl.dot(ds.to(k2.dtype), k2, input_precision=PRECISION)
-    tl.store(DQ + q_signal, (dq_s * scale).to(DQ.dtype.element_ty), mask=tok_s[:, None] < seq)
-    tl.store(DQ + q_noise, (dq_n * scale).to(DQ.dtype.element_ty), mask=tok_n[:, None] < seq)
-
-
-BLOCK_M, BLOCK_N = (16, 16) if INTERPRETING else (32, 64)
-"""Query tokens (times r stacked rows) and keys per tile; not yet tuned on a GPU."""
+    tl.store(DQ + q_signal, (dq_s * scale).to(DQ.dtype.element_ty), mask=valid_s[:, None])
+    tl.store(DQ + q_noise, (dq_n * scale).to(DQ.dtype.element_ty), mask=valid_n[:, None])
 
 
 def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
+def _scales(dim: int) -> tuple[float, float]:
+    """1 / sqrt(d), and the same times log2(e) for the kernels' base-2 softmax."""
+    return 1.0 / math.sqrt(dim), math.log2(math.e) / math.sqrt(dim)
+
+
 @torch.library.custom_op("motif::gda_attention_forward", mutates_args=())
 def gda_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(signal, noise, log-sum-exp of the signal rows (B * G, S, r) and noise rows (B * G, S), maxima) from
-    contiguous q, k, v."""
+    """(signal, noise, base-2 log-sum-exp of the signal rows (B * G, S, r) and noise rows (B * G, S), maxima)
+    from contiguous q, k, v."""
     batch, seq, groups, heads, dim = q.shape
     ratio = heads - 1
     signal = q.new_empty(batch, seq, groups * ratio, 2 * dim)
     noise = q.new_empty(batch, seq, groups, 2 * dim)
     lse_s = torch.empty(batch * groups, seq, ratio, device=q.device, dtype=torch.float32)
     lse_n = torch.empty(batch * groups, seq, device=q.device, dtype=torch.float32)
-    blocks = triton.cdiv(seq, BLOCK_M)
-    partial = torch.empty(batch * groups, blocks, ratio + 1, device=q.device, dtype=torch.float32)
-    _gda_forward_kernel[(blocks, batch * groups)](
-        q, k, v, signal, noise, lse_s, lse_n, partial, seq, groups, 1.0 / math.sqrt(dim), R=ratio, D=dim,
-        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, PRECISION=_precision(q.dtype))
-    return signal, noise, lse_s, lse_n, partial.view(batch, groups, blocks, ratio + 1).amax(dim=(0, 2)).flatten()
+    maxima = torch.full((groups * heads,), float("-inf"), device=q.device, dtype=torch.float32)
+    _gda_forward_kernel[lambda meta: (triton.cdiv(seq, meta["BLOCK_M"]), batch * groups)](
+        q, k, v, signal, noise, lse_s, lse_n, maxima, seq, groups, _scales(dim)[1], R=ratio, D=dim,
+        PRECISION=_precision(q.dtype))
+    return signal, noise, lse_s, lse_n, maxima
 
 
 @gda_attention_forward.register_fake
@@ -272,20 +321,19 @@ def _(q, k, v):
 def gda_attention_backward(grad_signal: torch.Tensor, grad_noise: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
                            v: torch.Tensor, signal: torch.Tensor, noise: torch.Tensor, lse_s: torch.Tensor,
                            lse_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dq, dk, dv) of the attention core, from contiguous tensors."""
+    """(dq, dk, dv) of the attention core, from contiguous tensors: the dq pass first (it also stores each row's
+    delta), then the dk/dv pass."""
     batch, seq, groups, heads, dim = q.shape
-    ratio = heads - 1
-    # delta = rowsum(dO * O): the softmax backward's correction, per (batch x group, token, head)
-    delta_s = (grad_signal.float() * signal.float()).sum(-1).view(batch, seq, groups, ratio).permute(0, 2, 1, 3)
-    delta_s = delta_s.reshape(batch * groups, seq, ratio).contiguous()
-    delta_n = (grad_noise.float() * noise.float()).sum(-1).permute(0, 2, 1).reshape(batch * groups, seq).contiguous()
+    delta_s, delta_n = torch.empty_like(lse_s), torch.empty_like(lse_n)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    args = (seq, groups, 1.0 / math.sqrt(dim))
-    meta = dict(R=ratio, D=dim, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, PRECISION=_precision(q.dtype))
-    _gda_backward_kv_kernel[(triton.cdiv(seq, BLOCK_N), batch * groups)](
-        q, k, v, grad_signal, grad_noise, lse_s, lse_n, delta_s, delta_n, dk, dv, *args, **meta)
-    _gda_backward_q_kernel[(triton.cdiv(seq, BLOCK_M), batch * groups)](
-        q, k, v, grad_signal, grad_noise, lse_s, lse_n, delta_s, delta_n, dq, *args, **meta)
+    scale, scale_log2 = _scales(dim)
+    constants = dict(R=heads - 1, D=dim, PRECISION=_precision(q.dtype))
+    _gda_backward_q_kernel[lambda meta: (triton.cdiv(seq, meta["BLOCK_M"]), batch * groups)](
+        q, k, v, signal, noise, grad_signal, grad_noise, lse_s, lse_n, delta_s, delta_n, dq, seq, groups, scale,
+        scale_log2, **constants)
+    _gda_backward_kv_kernel[lambda meta: (triton.cdiv(seq, meta["BLOCK_N"]), batch * groups)](
+        q, k, v, grad_signal, grad_noise, lse_s, lse_n, delta_s, delta_n, dk, dv, seq, groups, scale, scale_log2,
+        **constants)
     return dq, dk, dv
 
 
