@@ -37,7 +37,12 @@ SEQ = 4096
 
 
 class StepTimes(Callback):
-    """Prints ``STEP_TIMES {...}`` on every rank when training ends."""
+    """Prints ``STEP {...}`` on every rank after each optimizer step and ``STEP_TIMES {...}`` when training ends;
+    with ``profile_step``, rank 0 also prints torch.profiler's table of that step's kernels."""
+
+    def __init__(self, profile_step: int | None = None) -> None:
+        self.profile_step = profile_step
+        self._profiler = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.times, self.tokens, self.optimizer_seconds = [time.perf_counter()], [], []
@@ -53,11 +58,28 @@ class StepTimes(Callback):
         torch.cuda.synchronize()
         self.optimizer_seconds.append(time.perf_counter() - self._optimizer_started)
 
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if batch_idx == self.profile_step and trainer.global_rank == 0:
+            from torch.profiler import ProfilerActivity, profile
+
+            self._profiler = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+            self._profiler.__enter__()
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         torch.cuda.synchronize()
         self.times.append(time.perf_counter())
         windows, _ = step_tokens(batch)
         self.tokens.append(windows.shape[0] * (windows.shape[1] - 1))
+        print("STEP " + json.dumps({"rank": trainer.global_rank, "step": batch_idx,
+                                    "seconds": self.times[-1] - self.times[-2],
+                                    "optimizer_seconds": self.optimizer_seconds[-1] if self.optimizer_seconds else None,
+                                    "tokens": self.tokens[-1]}),
+              flush=True)
+        if self._profiler is not None:
+            self._profiler.__exit__(None, None, None)
+            print(self._profiler.key_averages().table(sort_by="self_device_time_total", row_limit=30,
+                                                      max_name_column_width=70), flush=True)
+            self._profiler = None
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         seconds = [b - a for a, b in zip(self.times, self.times[1:])][1:]  # the first step compiles and warms up
@@ -94,6 +116,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="optimizer steps (the first is not timed)")
     parser.add_argument("--tokens_per_step", type=int, default=1 << 20)
     parser.add_argument("--preset", default="motif-2-12.7b", help="a file of experiments/presets, without .yaml")
+    parser.add_argument("--profile_step", type=int, default=None, help="print torch.profiler's table of this step")
     parser.add_argument("--root", default="/tmp/motif-throughput")
     args = parser.parse_args()
     if args.steps < 2:
@@ -106,12 +129,14 @@ def main() -> None:
     build_default_corpus(cache / "embedded-corpus-v4096-3000000", 4096, 3_000_000)
     run_root = Path(args.root) / f"{args.preset}-{args.devices}gpu{'-compiled' if args.compile else ''}"
     command = fit_command(args.devices, args.compile, run_root, cache, max_steps=args.steps,
-                          batch_tokens=args.tokens_per_step, callback="benchmarks.fsdp2_throughput.StepTimes",
-                          preset=args.preset)
-    command.append("--trainer.callbacks+=lightning_motif.callbacks.TokenThroughputMonitor")
+                          batch_tokens=args.tokens_per_step, preset=args.preset, callback=json.dumps(
+                              {"class_path": "benchmarks.fsdp2_throughput.StepTimes",
+                               "init_args": {"profile_step": args.profile_step}}))
+    # the dashboard's rates over 2 logging points (its default window of 5 outlasts a short run of large steps)
+    command.append("--trainer.callbacks+=" + json.dumps({"class_path": "lightning_motif.callbacks.TokenThroughputMonitor",
+                                                          "init_args": {"window": 2}}))
     env = {**os.environ, "PYTHONPATH": f"{REPO}:{os.environ.get('PYTHONPATH', '')}"}
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
-    print(result.stdout[-4000:] + result.stderr[-4000:])
+    result = subprocess.run(command, cwd=REPO, env=env)  # its output streams through, also if it is cut short
     print(f"motif fit exit {result.returncode}; {args.preset}, {args.devices} GPUs, compile {args.compile}, "
           f"{args.tokens_per_step:,} tokens per step")
     print("TENSORBOARD " + json.dumps(logged_scalars(run_root)))
