@@ -11,12 +11,18 @@ batch, for QK-clip (MuonClip), from the same scores.
 
 Triton: one program per (block of queries, batch x group) stacks the block's r signal heads into one
 (BLOCK_M * r) x d tile, so each key/value tile is loaded once for the whole group and used by both branches
-(online softmax, fp32 accumulators; nothing S x S is stored; the row log-sum-exp is kept for the backward).
-Backward: one program per (key block, batch x group) accumulates dk1, dk2 and dv over the query blocks at and
-after it; one per (query block, batch x group) accumulates dq; probabilities are recomputed from the saved
-log-sum-exp. Only the tiles that reach the diagonal are masked. r and head_dim must be powers of two (head_dim at least 16, the tensor cores' smallest tile);
+(online softmax in base 2, fp32 accumulators; nothing S x S is stored; the row log-sum-exp is kept for the
+backward; each head's maximum reaches the result by an atomic max per program). Backward: one program per (query
+block, batch x group) computes delta = rowsum(dO * O) and accumulates dq; then one per (key block, batch x group)
+accumulates dk1, dk2 and dv over the query blocks at and after it; probabilities are recomputed from the saved
+log-sum-exp. Only the tiles that reach the diagonal are masked; tile sizes are autotuned (``FORWARD_TILES`` and
+the backward lists). r and head_dim must be powers of two (head_dim at least 16, the tensor cores' smallest tile);
 other layouts, and decoding with a key/value cache, take the PyTorch reference: SDPA for each branch and
 ``kernels.causal_max_logits`` for the maxima, which is also the CPU path.
+
+Speed (H200, the 12.7B layout, seq 4,096, forward + backward): 6.3 ms against 3.5 ms for the default path (two
+cuDNN SDPA calls + the max-logit kernel), so models use it only with ``fused_core: true``; the dk/dv pass (3.8 ms)
+is the slow part. benchmarks/RESULTS.md has the sweep.
 
 Layouts: q (batch, seq, groups, r + 1, d) with each group's r signal heads first, then its noise head (the
 q_proj order of the released checkpoint); k (batch, seq, 2 * groups, d) with k1[g] at head 2g and k2[g] at 2g + 1;
@@ -153,11 +159,12 @@ def _tile_configs(tiles: list[tuple[int, int, int, int]]) -> list[triton.Config]
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in tiles]
 
 
-FORWARD_TILES = [(32, 64, 8, 2), (16, 32, 4, 3), (32, 32, 8, 3)]
-BACKWARD_KV_TILES = [(16, 64, 8, 2), (32, 64, 8, 1), (16, 32, 8, 2), (32, 32, 8, 2)]
-BACKWARD_Q_TILES = [(32, 64, 8, 2), (32, 64, 8, 1), (16, 32, 4, 2)]
-"""Candidate tiles per kernel (BLOCK_M tokens stack r + 1 heads of rows), autotuned once per (r, head_dim) and
-dtype on the GPU in use; see ``benchmarks/gda_attention_bench.py --sweep``."""
+FORWARD_TILES = [(32, 64, 8, 2), (16, 32, 4, 3)]
+BACKWARD_KV_TILES = [(32, 32, 8, 2), (16, 32, 8, 1)]
+BACKWARD_Q_TILES = [(32, 64, 8, 2), (16, 32, 4, 2)]
+"""Candidate tiles per kernel (BLOCK_M tokens stack r + 1 heads of rows; keys; warps; stages), autotuned once per
+(r, head_dim) and dtype on the GPU in use: the two fastest of each kernel's sweep on an H200 at the 12.7B layout
+(``python -m benchmarks.gda_attention_bench --sweep``, numbers in benchmarks/RESULTS.md)."""
 
 
 @triton.autotune(configs=_tile_configs(FORWARD_TILES), key=["R", "D"])
@@ -198,17 +205,6 @@ def _gda_forward_kernel(Q, K, V, OUT_S, OUT_N, LSE_S, LSE_N, MAXIMA, seq, groups
     tl.atomic_max(heads + R, tl.max(tl.where(valid_n, m_n, float("-inf")), axis=0) * LN2)
 
 
-@triton.jit
-def _score_gradient_transposed(k, q, v, do, lse_log2, delta, cols, tok, seq, masked, scale_log2,
-                               PRECISION: tl.constexpr):
-    """``_score_gradient`` with keys as rows (P^T and dS^T, keys x queries): the dk/dv pass multiplies them into
-    its key-row accumulators directly, with no transpose of a register tile."""
-    p = tl.exp2(tl.dot(k, tl.trans(q), input_precision=PRECISION) * scale_log2 - lse_log2[None, :])
-    if masked:
-        p = tl.where((cols[:, None] <= tok[None, :]) & (cols[:, None] < seq), p, 0.0)
-    return p, p * (tl.dot(v, tl.trans(do), input_precision=PRECISION) - delta[None, :])
-
-
 @triton.autotune(configs=_tile_configs(BACKWARD_KV_TILES), key=["R", "D"])
 @triton.jit
 def _gda_backward_kv_kernel(Q, K, V, DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, DK, DVAL, seq, groups, scale,
@@ -227,14 +223,12 @@ def _gda_backward_kv_kernel(Q, K, V, DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N,
             DO_S, DO_N, LSE_S, LSE_N, DELTA_S, DELTA_N, b, g, tok_s, head_s, tok_n, seq, groups, R, D)
         # a query block that starts after this key block's last key sees all of it: no mask
         masked = block * BLOCK_M < (key_block + 1) * BLOCK_N
-        p, ds = _score_gradient_transposed(k1, qs, v, do_s, lse_s, delta_s, cols, tok_s, seq, masked, scale_log2,
-                                           PRECISION)
-        dv += tl.dot(p.to(do_s.dtype), do_s, input_precision=PRECISION)
-        dk1 += tl.dot(ds.to(qs.dtype), qs, input_precision=PRECISION)
-        p, ds = _score_gradient_transposed(k2, qn, v, do_n, lse_n, delta_n, cols, tok_n, seq, masked, scale_log2,
-                                           PRECISION)
-        dv += tl.dot(p.to(do_n.dtype), do_n, input_precision=PRECISION)
-        dk2 += tl.dot(ds.to(qn.dtype), qn, input_precision=PRECISION)
+        p, ds = _score_gradient(qs, k1, v, do_s, lse_s, delta_s, cols, tok_s, seq, masked, scale_log2, PRECISION)
+        dv += tl.dot(tl.trans(p).to(do_s.dtype), do_s, input_precision=PRECISION)
+        dk1 += tl.dot(tl.trans(ds).to(qs.dtype), qs, input_precision=PRECISION)
+        p, ds = _score_gradient(qn, k2, v, do_n, lse_n, delta_n, cols, tok_n, seq, masked, scale_log2, PRECISION)
+        dv += tl.dot(tl.trans(p).to(do_n.dtype), do_n, input_precision=PRECISION)
+        dk2 += tl.dot(tl.trans(ds).to(qn.dtype), qn, input_precision=PRECISION)
     k1_offsets, v_offsets = _key_offsets(b, g, cols, seq, groups, D)
     inside = cols[:, None] < seq
     tl.store(DK + k1_offsets, (dk1 * scale).to(DK.dtype.element_ty), mask=inside)

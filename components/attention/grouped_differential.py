@@ -34,7 +34,8 @@ class GroupedDifferentialAttentionConfig(DifferentialConfig):
     fused_core: bool = False
     """Training and prefill through ``kernels.gda_attention``: one Triton pass per group over its keys and values
     for both branches, the max logits for QK-clip from the same scores (with ``kernel`` "triton", or "auto" on a
-    GPU). Off: SDPA per branch and a separate max-logit pass. Off by default until its GPU tiles are tuned."""
+    GPU). Off: SDPA per branch and a separate max-logit pass, which is faster on an H200 today (3.5 ms against
+    6.3 ms per layer's attention forward + backward at the 12.7B layout and 4,096 tokens)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
