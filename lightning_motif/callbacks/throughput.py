@@ -1,11 +1,12 @@
 """Training throughput in tokens per second and model FLOP/s (MFU), with validation time excluded."""
 
 import time
+from collections import deque
+from dataclasses import dataclass
 from functools import cache
 
 import lightning as L
 import torch
-from lightning.fabric.utilities.throughput import Throughput
 from lightning.pytorch.callbacks import Callback
 from torch.distributed import ReduceOp
 
@@ -26,6 +27,34 @@ def peak_flops(device: torch.device) -> float | None:
     return PEAK_BF16_FLOPS[max(matches, key=len)] if matches else None
 
 
+@dataclass(frozen=True)
+class Rates:
+    """Per-device rates between two logging points."""
+
+    steps_per_sec: float
+    tokens_per_sec: float
+    flops_per_sec: float
+
+
+class RateWindow:
+    """The last ``size`` logging points (time, optimizer steps, tokens and FLOPs so far on this device); rates over
+    the span from the oldest to the newest, from the second point on (a run of large, slow steps shows its rates at
+    its second logging point, not after a full window)."""
+
+    def __init__(self, size: int) -> None:
+        if size < 2:
+            raise ValueError(f"window: {size} logging points cannot span an interval; use 2 or more")
+        self._points: deque[tuple[float, int, int, float]] = deque(maxlen=size)
+
+    def add(self, seconds: float, steps: int, tokens: int, flops: float) -> Rates | None:
+        self._points.append((seconds, steps, tokens, flops))
+        if len(self._points) < 2:
+            return None
+        (t0, steps0, tokens0, flops0), (t1, steps1, tokens1, flops1) = self._points[0], self._points[-1]
+        elapsed = t1 - t0
+        return Rates((steps1 - steps0) / elapsed, (tokens1 - tokens0) / elapsed, (flops1 - flops0) / elapsed)
+
+
 class TokenThroughputMonitor(Callback):
     """Logs ``throughput/tokens_per_sec`` (all ranks), ``throughput/tokens_per_sec_per_device``,
     ``throughput/model_tflops_per_device`` and, on a GPU of known peak (``PEAK_BF16_FLOPS``, or ``peak_flops``),
@@ -36,14 +65,15 @@ class TokenThroughputMonitor(Callback):
     ``model/non_embedding_parameters`` and ``model/flops_per_token`` (training FLOPs at the longest sequence;
     ``components.model_size`` says how they are counted).
 
-    Rates are averaged over the last ``window`` logging points with Lightning's ``Throughput``; the device is
-    synchronised only at those points. A step's windows (sequences, seq_len + 1) train on sequences * seq_len tokens.
+    Rates are averaged over the last ``window`` logging points (``RateWindow``), logged from the second point on;
+    the device is synchronised only at those points. A step's windows (sequences, seq_len + 1) train on sequences * seq_len tokens.
     """
 
     def __init__(self, window: int = 5, peak_flops: float | None = None) -> None:
+        RateWindow(window)  # a bad window stops the run before it starts
         self.window = window
         self.peak_flops = peak_flops
-        self._throughput: Throughput | None = None
+        self._rates: RateWindow | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         config = pl_module.transformer_config
@@ -54,9 +84,9 @@ class TokenThroughputMonitor(Callback):
             logger.log_metrics({"model/parameters": float(size.parameters),
                                 "model/non_embedding_parameters": float(size.non_embedding_parameters),
                                 "model/flops_per_token": float(size.flops_per_token)}, step=trainer.global_step)
-        peak = self.peak_flops or peak_flops(pl_module.device)
-        self._throughput = Throughput(available_flops=peak, window_size=self.window, world_size=trainer.world_size)
-        self._batches = self._samples = self._tokens = self._flops = 0
+        self._peak = self.peak_flops or peak_flops(pl_module.device)
+        self._rates = RateWindow(self.window)
+        self._steps = self._tokens = self._flops = 0
         self._paused = 0.0
         self._start = time.perf_counter()
 
@@ -69,33 +99,27 @@ class TokenThroughputMonitor(Callback):
         self._validation_started = time.perf_counter()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._throughput is not None:
+        if self._rates is not None:
             self._paused += time.perf_counter() - self._validation_started
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         windows, _ = step_tokens(batch)
-        self._batches += 1
-        self._samples += windows.shape[0]
+        self._steps += 1
         tokens = windows.shape[0] * (windows.shape[1] - 1)
         self._tokens += tokens
         self._flops += tokens * self._flops_per_token(windows.shape[1] - 1)
         step = logging_step(trainer)
         if step is None:
             return
-        self._throughput.update(time=self._now(pl_module), batches=self._batches, samples=self._samples,
-                                lengths=self._tokens, flops=self._flops)
-        self._flops = 0  # Throughput takes this rank's FLOPs since the last update
-        metrics = self._throughput.compute()
-        if "device/items_per_sec" not in metrics:
+        rates = self._rates.add(self._now(pl_module), self._steps, self._tokens, self._flops)
+        if rates is None:
             return
-        per_device = metrics["device/items_per_sec"]
-        logged = {"throughput/tokens_per_sec_per_device": per_device, "throughput/tokens_per_sec": per_device * trainer.world_size}
-        if "device/flops_per_sec" in metrics:
-            logged["throughput/model_tflops_per_device"] = metrics["device/flops_per_sec"] / 1e12
-        if "device/mfu" in metrics:
-            logged["throughput/mfu"] = metrics["device/mfu"]
-        if metrics.get("device/batches_per_sec"):
-            logged["throughput/step_seconds"] = 1.0 / metrics["device/batches_per_sec"]  # one batch per step
+        logged = {"throughput/tokens_per_sec_per_device": rates.tokens_per_sec,
+                  "throughput/tokens_per_sec": rates.tokens_per_sec * trainer.world_size,
+                  "throughput/model_tflops_per_device": rates.flops_per_sec / 1e12,
+                  "throughput/step_seconds": 1.0 / rates.steps_per_sec}
+        if self._peak:
+            logged["throughput/mfu"] = rates.flops_per_sec / self._peak
         if pl_module.device.type == "cuda":
             peak = torch.tensor(torch.cuda.max_memory_allocated(pl_module.device) / 2**30, device=pl_module.device)
             logged["memory/peak_allocated_gib"] = peak.item()
