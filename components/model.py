@@ -13,6 +13,7 @@ from torch import nn
 from components.attention.base import AttentionConfig
 from components.block import DecoderBlock
 from components.config_error import require, require_choices
+from components.documents import PackedDocuments
 from components.layers import Embedding, LMHead, WeightInit
 from kernels.launch import Implementation
 from kernels.linear_cross_entropy import LossImplementation
@@ -71,17 +72,22 @@ class MotifTransformer(nn.Module):
         )
         self.norm = RMSNorm(config.hidden_size, config.norm_eps)
 
-    def forward(self, input_ids: torch.Tensor, step: DecodeStep | None = None) -> torch.Tensor:
-        """Hidden states of ``input_ids`` (batch, seq); with ``step`` the tokens continue a decoding cache."""
+    def forward(self, input_ids: torch.Tensor, step: DecodeStep | None = None,
+                documents: PackedDocuments | None = None) -> torch.Tensor:
+        """Hidden states of ``input_ids`` (batch, seq); with ``step`` the tokens continue a decoding cache; with
+        ``documents`` each row packs several samples, each attending to itself from position 0."""
         head_dim, theta = self.config.attention.head_dim, self.config.rope_theta
-        if step is None:
-            self._check_positions(input_ids.shape[1])
-            cos, sin = rotary_cos_sin(input_ids.shape[1], head_dim, theta, input_ids.device)
-        else:
+        if step is not None:
             cos, sin = rotary_at(step.positions, head_dim, theta)
+        else:
+            self._check_positions(input_ids.shape[1])
+            if documents is None:
+                cos, sin = rotary_cos_sin(input_ids.shape[1], head_dim, theta, input_ids.device)
+            else:
+                cos, sin = rotary_at(documents.positions, head_dim, theta)
         x = self.embed_tokens(input_ids)
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin) if step is None else layer(x, cos, sin, step.caches[i], step)
+            x = layer(x, cos, sin, documents=documents) if step is None else layer(x, cos, sin, step.caches[i], step)
         return self.norm(x)
 
     def _check_positions(self, length: int) -> None:
@@ -96,7 +102,8 @@ class MotifForCausalLM(nn.Module):
     """Transformer plus ``lm_head`` (a separate matrix unless ``tie_word_embeddings``).
 
     ``forward(input_ids)`` gives logits; ``forward(input_ids, targets)`` gives the summed next-token
-    cross-entropy (fp32) through the lm head's loss kernel, without materialising the logits when chunked.
+    cross-entropy (fp32) through the lm head's loss kernel, without materialising the logits when chunked (targets
+    of -100 count nothing: prompts, padding, and each packed sample's last token). ``documents`` packs samples.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -108,8 +115,8 @@ class MotifForCausalLM(nn.Module):
             self.lm_head.weight = self.model.embed_tokens.weight
 
     def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None,
-                step: DecodeStep | None = None) -> torch.Tensor:
-        return self.lm_head(self.model(input_ids, step), targets)
+                step: DecodeStep | None = None, documents: PackedDocuments | None = None) -> torch.Tensor:
+        return self.lm_head(self.model(input_ids, step, documents), targets)
 
     def decoding_state(self, batch: int, length: int, dtype: torch.dtype | None = None) -> DecodingState:
         """Empty key/value caches for ``batch`` rows of up to ``length`` tokens (prompt and generation): each

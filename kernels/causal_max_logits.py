@@ -8,7 +8,8 @@ The reference forms the same scores in PyTorch one block of queries at a time an
 
 Query head h reads key head h // (q_heads / kv_heads) (GQA layout). Inputs are (batch, seq, heads, head_dim)
 in any strides (so the strided key views of differential attention need no copy). No gradient flows through a
-maximum that only steers the optimizer.
+maximum that only steers the optimizer. With ``documents`` (batch, seq) sample ids of packed rows
+(``components.documents``), only pairs within one sample count: the maxima of the document-masked attention.
 """
 
 import math
@@ -21,7 +22,7 @@ from kernels.launch import use_triton
 
 
 @torch.no_grad()
-def causal_max_logits_reference(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+def causal_max_logits_reference(q: torch.Tensor, k: torch.Tensor, documents: torch.Tensor | None = None) -> torch.Tensor:
     """S_max per query head in fp32, scores formed one block of queries at a time against the keys up to it
     (memory batch x heads x block x seq instead of seq x seq)."""
     batch, seq, q_heads, dim = q.shape
@@ -34,16 +35,19 @@ def causal_max_logits_reference(q: torch.Tensor, k: torch.Tensor) -> torch.Tenso
     for start in range(0, seq, block):
         stop = min(seq, start + block)
         scores = (grouped_q[..., start:stop, :] @ keys[..., :stop, :].mT).float()
-        future = positions[None, :stop] > positions[start:stop, None]
-        scores.masked_fill_(future, float("-inf"))
+        hidden = positions[None, :stop] > positions[start:stop, None]
+        if documents is not None:  # (batch, 1, 1, queries, keys): a key of another sample is hidden too
+            hidden = hidden | (documents[:, None, None, start:stop, None] != documents[:, None, None, None, :stop])
+        scores.masked_fill_(hidden, float("-inf"))
         result = torch.maximum(result, scores.amax(dim=(0, 3, 4)))
     return result.flatten() / math.sqrt(dim)
 
 
 @triton.jit
-def _causal_max_logits_kernel(Q, K, PARTIAL, seq, q_heads, group, stride_qb, stride_qs, stride_qh,
+def _causal_max_logits_kernel(Q, K, DOCUMENTS, PARTIAL, seq, q_heads, group, stride_qb, stride_qs, stride_qh,
                               stride_kb, stride_ks, stride_kh, head_dim, DIM_BLOCK: tl.constexpr,
-                              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
+                              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+                              HAS_DOCUMENTS: tl.constexpr):
     # the longest rows (the last query blocks) start first, so the short ones fill the tail of the grid
     query_block = tl.num_programs(0) - 1 - tl.program_id(0)
     batch_head = tl.program_id(1)
@@ -56,10 +60,16 @@ def _causal_max_logits_kernel(Q, K, PARTIAL, seq, q_heads, group, stride_qb, str
     key_base = K + b.to(tl.int64) * stride_kb + (h // group) * stride_kh
     running = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     diagonal_start = (query_block * BLOCK_M) // BLOCK_N * BLOCK_N
-    for start in range(0, diagonal_start, BLOCK_N):  # wholly below the diagonal: no mask
+    if HAS_DOCUMENTS:
+        documents = DOCUMENTS + b.to(tl.int64) * seq
+        row_documents = tl.load(documents + rows, mask=rows < seq, other=-1)
+    for start in range(0, diagonal_start, BLOCK_N):  # wholly below the diagonal: causally visible
         cols = start + tl.arange(0, BLOCK_N)
         k = tl.load(key_base + cols[:, None].to(tl.int64) * stride_ks + dims[None, :], mask=in_head, other=0.0)
         scores = tl.dot(q, tl.trans(k), input_precision=PRECISION)
+        if HAS_DOCUMENTS:
+            same = row_documents[:, None] == tl.load(documents + cols)[None, :]
+            scores = tl.where(same, scores, float("-inf"))
         running = tl.maximum(running, tl.max(scores, axis=1))
     for start in range(diagonal_start, tl.minimum((query_block + 1) * BLOCK_M, seq), BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
@@ -67,6 +77,8 @@ def _causal_max_logits_kernel(Q, K, PARTIAL, seq, q_heads, group, stride_qb, str
                     other=0.0)
         scores = tl.dot(q, tl.trans(k), input_precision=PRECISION)
         visible = (cols[None, :] <= rows[:, None]) & (rows[:, None] < seq)
+        if HAS_DOCUMENTS:
+            visible &= row_documents[:, None] == tl.load(documents + cols, mask=cols < seq, other=-2)[None, :]
         running = tl.maximum(running, tl.max(tl.where(visible, scores, float("-inf")), axis=1))
     tl.store(PARTIAL + batch_head.to(tl.int64) * tl.num_programs(0) + query_block, tl.max(running, axis=0))
 
@@ -77,7 +89,7 @@ BLOCK_M, BLOCK_N, WARPS, STAGES = 128, 64, 8, 3
 
 
 @torch.library.custom_op("motif::causal_max_logits", mutates_args=())
-def causal_max_logits_triton(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+def causal_max_logits_triton(q: torch.Tensor, k: torch.Tensor, documents: torch.Tensor | None = None) -> torch.Tensor:
     batch, seq, q_heads, dim = q.shape
     if q.stride(-1) != 1:
         q = q.contiguous()
@@ -85,22 +97,26 @@ def causal_max_logits_triton(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         k = k.contiguous()
     blocks = triton.cdiv(seq, BLOCK_M)
     partial = torch.empty(batch * q_heads, blocks, device=q.device, dtype=torch.float32)
+    documents = None if documents is None else documents.to(torch.int32).contiguous()
     _causal_max_logits_kernel[(blocks, batch * q_heads)](
-        q, k, partial, seq, q_heads, q_heads // k.shape[2], q.stride(0), q.stride(1), q.stride(2),
+        q, k, documents, partial, seq, q_heads, q_heads // k.shape[2], q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2), dim, DIM_BLOCK=max(16, triton.next_power_of_2(dim)), BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
-        PRECISION="ieee" if q.dtype == torch.float32 else "tf32", num_warps=WARPS, num_stages=STAGES)
+        PRECISION="ieee" if q.dtype == torch.float32 else "tf32", HAS_DOCUMENTS=documents is not None,
+        num_warps=WARPS, num_stages=STAGES)
     return partial.view(batch, q_heads, blocks).amax(dim=(0, 2)) / math.sqrt(dim)
 
 
 @causal_max_logits_triton.register_fake
-def _(q, k):
+def _(q, k, documents=None):
     return q.new_empty(q.shape[2], dtype=torch.float32)
 
 
-def causal_max_logits(q: torch.Tensor, k: torch.Tensor, impl: str = "auto") -> torch.Tensor:
+def causal_max_logits(q: torch.Tensor, k: torch.Tensor, impl: str = "auto",
+                      documents: torch.Tensor | None = None) -> torch.Tensor:
     """S_max per query head (fp32, shape (q_heads,)) of causal attention between q (batch, seq, q_heads, dim) and
-    k (batch, seq, kv_heads, dim). ``impl``: "triton", "reference" or "auto" (Triton on CUDA)."""
+    k (batch, seq, kv_heads, dim), within each sample when ``documents`` (batch, seq) gives packed rows' sample
+    ids. ``impl``: "triton", "reference" or "auto" (Triton on CUDA)."""
     if use_triton(impl, q):
         with torch.no_grad():
-            return causal_max_logits_triton(q.detach(), k.detach())
-    return causal_max_logits_reference(q, k)
+            return causal_max_logits_triton(q.detach(), k.detach(), documents)
+    return causal_max_logits_reference(q, k, documents)

@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 
+from components.documents import PackedDocuments
 from kernels.causal_max_logits import causal_max_logits, causal_max_logits_reference, causal_max_logits_triton
 
 
@@ -19,6 +20,17 @@ def full_matrix_max(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     future = torch.triu(torch.ones(seq, seq, dtype=torch.bool), 1)
     scores = torch.einsum("bihd,bjhd->bhij", q.double(), k.double().repeat_interleave(group, dim=2))
     return scores.masked_fill(future, float("-inf")).amax(dim=(0, 2, 3)) / math.sqrt(dim)
+
+
+def per_sample_max(q: torch.Tensor, k: torch.Tensor, lengths: list[list[int]]) -> torch.Tensor:
+    """Each packed sample cut out and measured alone, then the maximum over the samples."""
+    maxima = []
+    for row, row_lengths in enumerate(lengths):
+        start = 0
+        for length in row_lengths:
+            maxima.append(full_matrix_max(q[row:row + 1, start:start + length], k[row:row + 1, start:start + length]))
+            start += length
+    return torch.stack(maxima).amax(dim=0)
 
 
 @pytest.mark.parametrize("batch,seq,q_heads,kv_heads,dim", [
@@ -54,3 +66,18 @@ def test_a_single_huge_logit_on_the_diagonal_is_found_and_the_future_is_ignored(
 def test_custom_op_passes_torch_library_checks():
     torch.manual_seed(1)
     torch.library.opcheck(causal_max_logits_triton, (torch.randn(1, 20, 4, 16), torch.randn(1, 20, 2, 16)))
+
+
+@pytest.mark.parametrize("impl", ["triton", "reference"])
+def test_packed_samples_count_only_pairs_within_a_sample(impl):
+    """Rows of packed samples (components.documents): the maxima equal each sample measured alone, also when a
+    large logit sits between two samples (a key of the sample before, below the causal diagonal)."""
+    torch.manual_seed(2)
+    lengths = [[70, 90, 40], [200]]  # samples crossing query and key block edges; a row of one sample
+    q, k = torch.randn(2, 200, 4, 16), torch.randn(2, 200, 2, 16)
+    q[0, 100, 0] = 10 * k[0, 30, 0]  # sample 2's query against sample 1's key: visible causally, not as a document
+    documents = PackedDocuments.from_lengths(lengths).ids
+    expected = per_sample_max(q, k, lengths)
+    assert full_matrix_max(q, k)[0] > expected[0] + 10  # the cross-sample logit would dominate without the mask
+    actual = causal_max_logits(q, k, impl=impl, documents=documents)
+    torch.testing.assert_close(actual.double(), expected, atol=1e-5 * expected.abs().max().item(), rtol=0)
