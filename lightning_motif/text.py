@@ -51,9 +51,11 @@ class TextTokenizer:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
-    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        """The conversation as the model was trained to read it (the folder's chat template)."""
-        if not self.chat_template:
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True,
+                            template: str | None = None) -> str:
+        """The conversation as the model was trained to read it (the folder's chat template, or ``template``)."""
+        template = template or self.chat_template
+        if not template:
             raise ConfigError("tokenizer", "chat_template", None, "the tokenizer folder has no chat template "
                               "(tokenizer_config.json): give plain prompts, or a tokenizer folder with one")
         from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -63,5 +65,5 @@ class TextTokenizer:
 
         environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         environment.globals["raise_exception"] = raise_exception
-        return environment.from_string(self.chat_template).render(
+        return environment.from_string(template).render(
             messages=messages, add_generation_prompt=add_generation_prompt, **{k: v or "" for k, v in self.special.items()})
