@@ -12,11 +12,13 @@ from torch.distributed.tensor import DTensor
 from torchmetrics.aggregation import MeanMetric
 
 from components.config_error import ConfigError, require, require_choice
+from components.documents import PackedDocuments
 from components.model import ModelConfig, MotifForCausalLM
 from components.attention.base import Attention
 from components.optim.param_groups import motif_param_groups
 from lightning_motif.callbacks.cadence import training_batch_index
-from lightning_motif.data.batch import step_tokens
+from kernels.linear_cross_entropy import IGNORE_INDEX
+from lightning_motif.data.batch import is_packed_sft, step_tokens
 from lightning_motif.initialization import load_weights, materialize
 from lightning_motif.interop.weights import WeightSource, check_weights, open_weights
 from lightning_motif.parallelism import ParallelismConfig, apply_parallelism
@@ -39,7 +41,9 @@ class MotifLM(L.LightningModule):
     One training batch is one optimizer step: the curriculum stream decides how many sequences a step has (the
     batch ramps) and how many go through one forward pass (``micro_batch_size``), so the module accumulates
     gradients over the micro-batches itself (Lightning's manual optimization) and normalises the loss by the
-    step's tokens. Gradients are clipped to a global norm of ``gradient_clip_val`` (None: no clipping), the norm
+    step's tokens. Packed SFT steps (``lightning_motif.data.packing``) bring their own targets and sample ids:
+    attention stays within each sample, and the loss is the mean over the trained (assistant) tokens of all
+    ranks. Gradients are clipped to a global norm of ``gradient_clip_val`` (None: no clipping), the norm
     taken over all parameters also when FSDP2 shards them. The initial weights are a function of ``init_seed``.
 
     A step whose loss or gradient norm is not finite (on any rank) is skipped, logged (``train/skipped_steps``)
@@ -169,16 +173,30 @@ class MotifLM(L.LightningModule):
     def _attention_layers(self) -> list[Attention]:
         return [m for m in self.net.modules() if isinstance(m, Attention)]
 
-    def _loss_sum(self, windows: torch.Tensor) -> torch.Tensor:
-        """Summed next-token cross-entropy of windows (sequences, seq_len + 1), in fp32."""
+    def _loss_sum(self, windows: torch.Tensor, targets: torch.Tensor | None = None,
+                  documents: torch.Tensor | None = None) -> torch.Tensor:
+        """Summed next-token cross-entropy of windows (sequences, seq_len + 1), in fp32; SFT rows bring their own
+        ``targets`` (-100: not trained) and packed ``documents`` (sample ids)."""
         tokens = windows.long()
-        return self.net(tokens[:, :-1], targets=tokens[:, 1:])
+        targets = tokens[:, 1:] if targets is None else targets.long()
+        packed = None if documents is None else PackedDocuments(documents)
+        return self.net(tokens[:, :-1], targets=targets, documents=packed)
+
+    def _trained_tokens(self, batch: dict | torch.Tensor, windows: torch.Tensor) -> torch.Tensor | int:
+        """What the step's loss sum is divided by: every window token, or for SFT rows the trained targets as a
+        mean over ranks (so that the gradients, averaged over ranks, are those of the mean over all of them)."""
+        if not is_packed_sft(batch):
+            return windows.shape[0] * (windows.shape[1] - 1)
+        trained = (batch["targets"] != IGNORE_INDEX).sum().float()
+        return (self._sum_over_ranks(trained) / self.trainer.world_size).clamp(min=1.0)
 
     def training_step(self, batch: dict | torch.Tensor, batch_idx: int) -> None:
         windows, micro_batch_size = step_tokens(batch)
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
-        step_tokens_count = windows.shape[0] * (windows.shape[1] - 1)
+        step_tokens_count = self._trained_tokens(batch, windows)
         micro_batches = windows.split(micro_batch_size)
+        targets, documents = ([batch[key].split(micro_batch_size) for key in ("targets", "documents")]
+                              if is_packed_sft(batch) else ([None] * len(micro_batches),) * 2)
         step_loss = torch.zeros((), device=windows.device)
         for attention in self._attention_layers():
             attention.reset_max_logits()
@@ -187,7 +205,7 @@ class MotifLM(L.LightningModule):
             last = i == len(micro_batches) - 1
             with nullcontext() if last or not isinstance(self.trainer.strategy, ParallelStrategy) \
                     else self.trainer.strategy.block_backward_sync():  # all-reduce gradients once per step
-                loss = self._loss_sum(micro_batch) / step_tokens_count
+                loss = self._loss_sum(micro_batch, targets[i], documents[i]) / step_tokens_count
                 self.manual_backward(loss)
             step_loss += loss.detach()
         for attention in self._attention_layers():

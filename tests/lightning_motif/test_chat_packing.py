@@ -3,9 +3,11 @@
 exactly the losses of its conversations run one by one (fp32; tolerance as in tests/components/test_packing.py).
 """
 
+import copy
 import json
 from collections import Counter
 
+import lightning as L
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
@@ -16,6 +18,7 @@ from components.mlp import PolyNormMLPConfig
 from components.model import ModelConfig, MotifForCausalLM
 from lightning_motif.data.chat import CHATML, ChatRenderer, ChatSample, valid_messages
 from lightning_motif.data.packing import pack
+from lightning_motif.module import MotifLM
 from lightning_motif.text import TextTokenizer
 
 CONVERSATION = [
@@ -101,25 +104,69 @@ def test_rows_keep_samples_whole_pad_the_rest_and_cut_overlong_samples():
     assert rows[2].tokens.tolist() == list(range(50, 58))  # 12 tokens cut to 9: eight inputs, eight targets
 
 
-def test_a_packed_chat_batch_trains_like_its_conversations_one_by_one(tokenizer_folder):
-    tokenizer = TextTokenizer(tokenizer_folder)
+def packed_conversations(tokenizer: TextTokenizer):
     render = ChatRenderer(tokenizer, CHATML)
     conversations = [CONVERSATION[:3], CONVERSATION, CONVERSATION[1:3], [CONVERSATION[1], CONVERSATION[4]]]
     samples = [render(c) for c in conversations]
     seq_len = max(len(s.ids) for s in samples) + 20
     rows = list(pack(samples, seq_len, pad_id=tokenizer.tokenizer.token_to_id("<pad>")))
     assert 1 < len(rows) < len(samples)  # some rows hold several conversations
+    return samples, rows, seq_len
 
-    torch.manual_seed(0)
-    model = MotifForCausalLM(ModelConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_layers=2, max_position_embeddings=seq_len,
+
+def tiny_config(vocab_size: int, seq_len: int) -> ModelConfig:
+    return ModelConfig(
+        vocab_size=vocab_size, hidden_size=32, num_layers=2, max_position_embeddings=seq_len,
         attention=GroupedDifferentialAttentionConfig(num_noise_heads=2, signal_noise_ratio=2, head_dim=8),
-        mlp=PolyNormMLPConfig(intermediate_size=48)))
-    alone = sum(model(torch.from_numpy(s.ids[:-1]).long()[None],
-                      targets=torch.where(torch.from_numpy(s.trained[1:]), torch.from_numpy(s.ids[1:]).long(), -100)[None])
-                for s in samples)
+        mlp=PolyNormMLPConfig(intermediate_size=48))
+
+
+def loss_alone(model: MotifForCausalLM, samples: list[ChatSample]) -> torch.Tensor:
+    """Each conversation on its own: inputs, and targets trained on the assistant's tokens only."""
+    return sum(model(torch.from_numpy(s.ids[:-1]).long()[None],
+                     targets=torch.where(torch.from_numpy(s.trained[1:]), torch.from_numpy(s.ids[1:]).long(), -100)[None])
+               for s in samples)
+
+
+def test_a_packed_chat_batch_trains_like_its_conversations_one_by_one(tokenizer_folder):
+    tokenizer = TextTokenizer(tokenizer_folder)
+    samples, rows, seq_len = packed_conversations(tokenizer)
+    torch.manual_seed(0)
+    model = MotifForCausalLM(tiny_config(tokenizer.vocab_size, seq_len))
+    alone = loss_alone(model, samples)
     packed = model(torch.stack([r.tokens for r in rows]), targets=torch.stack([r.targets for r in rows]),
                    documents=PackedDocuments(torch.stack([r.documents for r in rows])))
     torch.testing.assert_close(packed, alone, rtol=1e-5, atol=0)
     trained = sum(int(s.trained[1:].sum()) for s in samples)
     assert sum(int((r.targets != -100).sum()) for r in rows) == trained
+
+
+class InitialNet(L.Callback):
+    def on_train_start(self, trainer, pl_module):
+        self.net = copy.deepcopy(pl_module.net)
+
+
+def test_an_sft_step_of_the_module_follows_the_mean_over_assistant_tokens(tokenizer_folder):
+    """One SGD step of MotifLM on packed rows (two micro-batches): the update is lr times the gradient of the summed
+    assistant-token loss of the conversations alone, divided by their trained-token count."""
+    tokenizer = TextTokenizer(tokenizer_folder)
+    samples, rows, seq_len = packed_conversations(tokenizer)
+    pad = torch.full((len(rows), 1), tokenizer.tokenizer.token_to_id("<pad>"))
+    batch = {"tokens": torch.cat([torch.stack([r.tokens for r in rows]), pad], dim=1),
+             "targets": torch.stack([r.targets for r in rows]),
+             "documents": torch.stack([r.documents for r in rows]), "micro_batch_size": 1}
+    lr = 0.5
+    module = MotifLM(tiny_config(tokenizer.vocab_size, seq_len), optimizer=lambda p: torch.optim.SGD(p, lr=lr),
+                     gradient_clip_val=None)
+    initial = InitialNet()
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[initial])
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader([batch], batch_size=None))
+
+    trained = sum(int(s.trained[1:].sum()) for s in samples)
+    (loss_alone(initial.net, samples) / trained).backward()
+    updated = dict(module.net.named_parameters())
+    largest = max(p.grad.abs().max().item() for p in initial.net.parameters())
+    for name, p in initial.net.named_parameters():
+        torch.testing.assert_close((p - updated[name]).detach() / lr, p.grad, rtol=0, atol=1e-5 * largest,
+                                   msg=lambda m: f"{name}: {m}")
