@@ -271,9 +271,15 @@ class MotifLM(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.skipped_steps = checkpoint.get("motif_skipped_steps", 0)
 
-    def _eval_step(self, batch: torch.Tensor, dataloader_idx: int) -> None:
-        loss = self._loss_sum(batch) / (batch.shape[0] * (batch.shape[1] - 1))
-        weight = batch.shape[0] * (batch.shape[1] - 1)
+    def _eval_step(self, batch: dict | torch.Tensor, dataloader_idx: int) -> None:
+        if is_packed_sft(batch):  # the mean over the trained (assistant) tokens
+            weight = int((batch["targets"] != IGNORE_INDEX).sum())
+            if weight == 0:
+                return
+            loss = self._loss_sum(batch["tokens"], batch["targets"], batch["documents"]) / weight
+        else:
+            weight = batch.shape[0] * (batch.shape[1] - 1)
+            loss = self._loss_sum(batch) / weight
         self.eval_loss[0].update(loss, weight)
         if dataloader_idx + 1 < len(self.eval_loss):  # a per-domain loader of the DataModule
             self.eval_loss[dataloader_idx + 1].update(loss, weight)
@@ -289,7 +295,7 @@ class MotifLM(L.LightningModule):
         for metric in self.eval_loss:
             metric.reset()
 
-    def validation_step(self, batch: torch.Tensor, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(self, batch: dict | torch.Tensor, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval_step(batch, dataloader_idx)
 
     def on_validation_epoch_end(self) -> None:

@@ -13,7 +13,8 @@ GENERATION_CONFIG = "generation_config.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 
 
-def _token_text(value) -> str | None:
+def token_text(value) -> str | None:
+    """A special token's text from tokenizer_config.json (a string, or an AddedToken's content)."""
     return value.get("content") if isinstance(value, dict) else value
 
 
@@ -33,7 +34,7 @@ class TextTokenizer:
         config = json.loads((folder / TOKENIZER_CONFIG).read_text()) if (folder / TOKENIZER_CONFIG).is_file() else {}
         generation = json.loads((folder / GENERATION_CONFIG).read_text()) if (folder / GENERATION_CONFIG).is_file() else {}
         self.chat_template: str | None = config.get("chat_template")
-        self.special = {key: _token_text(config.get(key)) for key in ("bos_token", "eos_token")}
+        self.special = {key: token_text(config.get(key)) for key in ("bos_token", "eos_token")}
         eos = {self.tokenizer.token_to_id(self.special["eos_token"])} if self.special["eos_token"] else set()
         from_generation = generation.get("eos_token_id", [])
         eos.update(from_generation if isinstance(from_generation, list) else [from_generation])

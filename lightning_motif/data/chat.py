@@ -30,10 +30,9 @@ class ChatSample:
     trained: np.ndarray
 
 
-def valid_messages(record: object, counts: Counter) -> list[dict] | None:
-    """The record's messages, or None (counted by reason: ``missing_field``, ``invalid_messages``,
-    ``no_assistant_turn``)."""
-    messages = record.get("messages") if isinstance(record, dict) else None
+def valid_messages(messages: object, counts: Counter) -> list[dict] | None:
+    """A record's messages (its ``messages`` field), or None (counted by reason: ``missing_field``,
+    ``invalid_messages``, ``no_assistant_turn``)."""
     if messages is None:
         counts["missing_field"] += 1
         return None

@@ -3,7 +3,8 @@
 that trains nothing). Each row comes with its next-token targets (-100 where the next token is not the
 assistant's, at every sample's last token, and on padding) and its sample ids, which the model turns into
 document-masked attention and positions restarting per sample (``components.documents``). A sample longer than a
-row is cut to ``seq_len + 1`` tokens and counted.
+row is cut to ``seq_len + 1`` tokens and counted. The rule works on lengths alone (``pack_lengths``), so a
+training stream can plan its rows, and find where a resumed run continues, without reading a token.
 """
 
 from collections import Counter
@@ -53,22 +54,39 @@ class RowBuilder:
                          torch.tensor(self.targets + [IGNORE_INDEX] * padding), torch.tensor(documents))
 
 
-def pack(samples: Iterable[ChatSample], seq_len: int, pad_id: int, counts: Counter | None = None) -> Iterator[PackedRow]:
-    """Rows of ``seq_len`` from ``samples`` in order (first fit into the current row, else a new row); samples of
-    fewer than two tokens are skipped (``too_short``), longer than a row cut (``truncated``), both counted."""
+def pack_lengths(lengths: Iterable[int], seq_len: int, counts: Counter | None = None) -> list[list[int]]:
+    """The packing rule on sample lengths (tokens): rows of sample indices, in order, a sample going into the
+    current row if its inputs fit (n - 1 positions for n tokens), else starting a new row; samples of fewer than
+    two tokens are skipped (``too_short``), longer ones than a row are cut to ``seq_len + 1`` (``truncated``)."""
     counts = Counter() if counts is None else counts
-    row = RowBuilder(seq_len, pad_id)
-    for sample in samples:
-        if len(sample.ids) < 2:
+    rows, row, free = [], [], seq_len
+    for index, length in enumerate(lengths):
+        if length < 2:
             counts["too_short"] += 1
             continue
-        if len(sample.ids) - 1 > seq_len:
+        if length - 1 > seq_len:
             counts["truncated"] += 1
-            sample = ChatSample(sample.ids[: seq_len + 1], sample.trained[: seq_len + 1])
-        if len(sample.ids) - 1 > row.free:
-            yield row.finish()
-            row = RowBuilder(seq_len, pad_id)
-        row.add(sample)
+        needed = min(length - 1, seq_len)
+        if needed > free:
+            rows.append(row)
+            row, free = [], seq_len
+        row.append(index)
+        free -= needed
         counts["samples"] += 1
-    if row.tokens:
-        yield row.finish()
+    if row:
+        rows.append(row)
+    return rows
+
+
+def build_row(samples: list[ChatSample], seq_len: int, pad_id: int) -> PackedRow:
+    """One row from the samples ``pack_lengths`` put in it (each cut to ``seq_len + 1`` tokens)."""
+    row = RowBuilder(seq_len, pad_id)
+    for sample in samples:
+        row.add(ChatSample(sample.ids[: seq_len + 1], sample.trained[: seq_len + 1]))
+    return row.finish()
+
+
+def pack(samples: list[ChatSample], seq_len: int, pad_id: int, counts: Counter | None = None) -> Iterator[PackedRow]:
+    """Rows of ``seq_len`` from ``samples`` in memory, by ``pack_lengths``."""
+    for indices in pack_lengths([len(s.ids) for s in samples], seq_len, counts):
+        yield build_row([samples[i] for i in indices], seq_len, pad_id)

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ from litdata.streaming.item_loader import TokensLoader
 from tqdm import tqdm
 
 from components.config_error import ConfigError
+from lightning_motif.data.chat import CHATML, ChatRenderer
 from lightning_motif.data.sources import (
     FIELD_PROBE_RECORDS,
     REPLACED_BYTES,
@@ -43,11 +45,13 @@ from lightning_motif.data.sources import (
     document_key,
     fields_of_first_records,
     list_input_files,
+    read_conversations,
     read_documents,
     split_of,
     work_items,
 )
-from lightning_motif.data.token_dataset import MANIFEST, TOKENIZER, TOKENIZER_COMPANIONS, Manifest
+from lightning_motif.data.token_dataset import LENGTHS, MANIFEST, TOKENIZER, TOKENIZER_COMPANIONS, Manifest
+from lightning_motif.text import TextTokenizer, token_text
 
 PART_RECORD = ".motif-part.json"
 TOKENIZER_RECIPE = ".tokenizer-recipe.json"
@@ -69,6 +73,13 @@ class DomainSource:
     """Separate test inputs (then no training document is held out for test)."""
     text_field: str = "text"
     """Field (.jsonl) or column (.parquet) that holds the text."""
+    format: Literal["text", "chat"] = "text"
+    """"text": documents for pre-training (token streams joined by EOS). "chat": conversations for supervised
+    fine-tuning, .jsonl records (or .parquet rows) whose ``messages_field`` is a list of {"role": "system" |
+    "user" | "assistant", "content": str}; each is rendered with ``chat_template`` and stored whole, with the
+    mask of its assistant tokens (``lightning_motif.data.chat``), for ``SFTDataModule``."""
+    messages_field: str = "messages"
+    """Field (.jsonl) or column (.parquet) of a chat record's messages."""
 
 
 @dataclass(kw_only=True)
@@ -88,6 +99,9 @@ class PrepareConfig:
     eos_token: str | None = None
     """Appended after every document; must be in the tokenizer's vocabulary. Unset: the tokenizer folder's
     tokenizer_config.json eos_token, else <|endoftext|>."""
+    chat_template: str | None = None
+    """How chat domains are rendered: "chatml" (the built-in ``lightning_motif.data.chat.CHATML``), a Jinja
+    template as ``transformers`` writes them, or unset: the tokenizer folder's tokenizer_config.json template."""
     val_fraction: float = 0.005
     """Share of each domain's documents held out for validation (chosen by a hash of the document)."""
     test_fraction: float = 0.0
@@ -115,6 +129,8 @@ class _Part:
     select_by_fraction: bool
     """True when the part is drawn from the training paths by hashed fraction, False when all documents count."""
     text_field: str
+    chat: bool = False
+    """Conversations (read from ``text_field`` as messages, one sample per record) instead of documents."""
 
 
 def _input_fingerprint(items: list[WorkItem]) -> list:
@@ -158,19 +174,27 @@ def plan_parts(config: PrepareConfig) -> list[_Part]:
             raise config.fail(f"domains.{domain}.paths", [], "give at least one file or folder of training documents")
         resolved = {key: _resolve_files(config, domain, key, getattr(source, key))
                     for key in ("paths", "val_paths", "test_paths")}
+        if source.format not in ("text", "chat"):
+            raise config.fail(f"domains.{domain}.format", source.format, 'use "text" (pre-training) or "chat" (SFT)')
+        chat = source.format == "chat"
+        field_key, field_name = ("messages_field", source.messages_field) if chat else ("text_field", source.text_field)
         for file in sorted({f for files in resolved.values() for f, _ in files}):
-            fields = fields_of_first_records(file, source.text_field)
+            if chat and file.suffix == ".txt":
+                raise config.fail(f"domains.{domain}.paths", str(file), "a chat domain reads .jsonl or .parquet "
+                                  "records of messages: convert it, or set format: text")
+            fields = fields_of_first_records(file, field_name)
             if fields is not None:  # a record that lacks it later is skipped and counted instead
-                raise config.fail(f"domains.{domain}.text_field", source.text_field,
+                raise config.fail(f"domains.{domain}.{field_key}", field_name,
                                   f"in none of the first {FIELD_PROBE_RECORDS} records of {file} (they have {fields}): "
-                                  "set text_field to the one holding the text")
+                                  f"set {field_key} to the one holding the {'messages' if chat else 'text'}")
         train_items = work_items(resolved["paths"])
-        parts.append(_Part("train", domain, train_items, bool(config.val_fraction or config.test_fraction), source.text_field))
+        parts.append(_Part("train", domain, train_items, bool(config.val_fraction or config.test_fraction), field_name,
+                           chat))
         for split, key, fraction in (("val", "val_paths", config.val_fraction), ("test", "test_paths", config.test_fraction)):
             if resolved[key]:
-                parts.append(_Part(split, domain, work_items(resolved[key]), False, source.text_field))
+                parts.append(_Part(split, domain, work_items(resolved[key]), False, field_name, chat))
             elif fraction > 0:
-                parts.append(_Part(split, domain, train_items, True, source.text_field))
+                parts.append(_Part(split, domain, train_items, True, field_name, chat))
     return parts
 
 
@@ -203,19 +227,41 @@ class _TokenizeItem:
     test_fraction: float
     seed: int
     tokens_dir: str
+    chat_template: str | None = None
+    special_tokens: dict | None = None
+
+    def _kept(self, item: WorkItem, position: int) -> bool:
+        return not self.part.select_by_fraction or split_of(
+            document_key(item, position), self.seed, self.val_fraction, self.test_fraction) == self.part.split
+
+    def _conversations(self, item: WorkItem, counts: Counter) -> list[np.ndarray]:
+        """Each kept conversation's tokens, an assistant's (trained) token as its id t >= 0 and every other token
+        as -(t + 1) (``decode_conversation``); no EOS (a conversation is a sample of its own)."""
+        tokenizer = TextTokenizer(self.tokenizer_path)
+        tokenizer.special = dict(self.special_tokens or {})
+        render = ChatRenderer(tokenizer, self.chat_template)
+        samples = []
+        for position, messages in read_conversations(item, self.part.text_field, counts):
+            if self._kept(item, position):
+                try:
+                    sample = render(messages)
+                except Exception:  # a template that refuses a record (raise_exception) or renders no turns
+                    counts["template_error"] += 1
+                    continue
+                samples.append(np.where(sample.trained, sample.ids, -sample.ids - 1).astype(np.int32))
+        return samples
 
     def __call__(self, indexed: tuple[int, WorkItem]) -> dict:
         index, item = indexed
-        tokenizer = _load_tokenizer(self.tokenizer_path)
         counts: Counter = Counter()
-        texts = []
-        for position, text in read_documents(item, self.part.text_field, counts):
-            if self.part.select_by_fraction and split_of(document_key(item, position), self.seed, self.val_fraction,
-                                                         self.test_fraction) != self.part.split:
-                continue
-            texts.append(text)
-        ids = [np.array([*encoding.ids, self.eos_token_id], dtype=np.int32)
-               for start in range(0, len(texts), 64) for encoding in tokenizer.encode_batch(texts[start:start + 64])]
+        if self.part.chat:
+            ids = self._conversations(item, counts)
+        else:
+            tokenizer = _load_tokenizer(self.tokenizer_path)
+            texts = [text for position, text in read_documents(item, self.part.text_field, counts)
+                     if self._kept(item, position)]
+            ids = [np.array([*encoding.ids, self.eos_token_id], dtype=np.int32)
+                   for start in range(0, len(texts), 64) for encoding in tokenizer.encode_batch(texts[start:start + 64])]
         path = os.path.join(self.tokens_dir, f"{index:08d}.npz")
         np.savez(path, tokens=np.concatenate(ids) if ids else np.zeros(0, np.int32),
                  ends=np.cumsum([len(x) for x in ids], dtype=np.int64))
@@ -226,8 +272,14 @@ class _TokenizeItem:
                 "skipped": dict(counts), "replaced_bytes": replaced}
 
 
+def decode_conversation(stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(token ids, trained mask) of a conversation as a chat part stores it."""
+    trained = stored >= 0
+    return np.where(trained, stored, -stored - 1), trained
+
+
 def _documents_of(path: str) -> Iterator[torch.Tensor]:
-    """litdata's writer function: the documents of one tokenized work item, in order."""
+    """litdata's writer function: the documents (or conversations) of one tokenized work item, in order."""
     _die_with_parent()
     with np.load(path) as data:
         tokens, ends = data["tokens"], data["ends"]
@@ -243,7 +295,10 @@ def _training_texts(config: PrepareConfig, parts: list[_Part]) -> Iterator[str]:
             continue
         budget, skipped = config.tokenizer_training_bytes, Counter()
         for item in part.items:
-            for position, text in read_documents(item, part.text_field, skipped):
+            records = (((position, "\n".join(m["content"] for m in messages))
+                        for position, messages in read_conversations(item, part.text_field, skipped))
+                       if part.chat else read_documents(item, part.text_field, skipped))
+            for position, text in records:
                 if part.select_by_fraction and split_of(document_key(item, position), config.seed,
                                                         config.val_fraction, config.test_fraction) != "train":
                     continue
@@ -267,6 +322,10 @@ class _TokenizerChoice:
     recipe: str | None = None
     companions: dict[str, Path] = field(default_factory=dict)
     """The tokenizer folder's other files, by name (staged beside the dataset when they are new)."""
+    chat_template: str | None = None
+    """The template chat domains are rendered with (set when there are chat domains)."""
+    special_tokens: dict[str, str | None] = field(default_factory=dict)
+    """bos_token and eos_token for the template, from the tokenizer folder's tokenizer_config.json."""
 
     @property
     def sha256(self) -> str:
@@ -293,8 +352,7 @@ def _folder_eos_token(companions: dict[str, Path]) -> str | None:
     """The eos_token of a tokenizer folder's tokenizer_config.json (a string, or an AddedToken's content)."""
     if "tokenizer_config.json" not in companions:
         return None
-    token = json.loads(companions["tokenizer_config.json"].read_text()).get("eos_token")
-    return token.get("content") if isinstance(token, dict) else token
+    return token_text(json.loads(companions["tokenizer_config.json"].read_text()).get("eos_token"))
 
 
 def _readable_tokenizer(path: Path):
@@ -357,7 +415,34 @@ def _choose_tokenizer(config: PrepareConfig, parts: list[_Part], output: Path) -
         raise config.fail("model_vocab_size", config.model_vocab_size,
                           f"the tokenizer has {vocab_size} tokens: use a model with vocab_size >= {vocab_size}")
     choice.eos = eos
+    if any(part.chat for part in parts):
+        choice.chat_template, choice.special_tokens = _chat_template(config, choice)
     return choice
+
+
+PROBE_CONVERSATION = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"}]
+
+
+def _chat_template(config: PrepareConfig, choice: _TokenizerChoice) -> tuple[str, dict]:
+    """The template of the chat domains and the special tokens it may print, checked on a probe conversation."""
+    settings = choice.companions.get("tokenizer_config.json")
+    folder_config = json.loads(settings.read_text()) if settings else {}
+    special = {key: token_text(folder_config.get(key)) for key in ("bos_token", "eos_token")}
+    template = CHATML if config.chat_template == "chatml" else config.chat_template or folder_config.get("chat_template")
+    if not isinstance(template, str) or not template:
+        raise config.fail("chat_template", config.chat_template, "chat domains need a template: set chat_template: "
+                          "chatml (built in), or give a tokenizer folder whose tokenizer_config.json has one")
+    probe = TextTokenizer(choice.path)
+    probe.special = special
+    try:
+        sample = ChatRenderer(probe, template)(PROBE_CONVERSATION)
+    except Exception as error:  # Jinja syntax errors, templates that are not a concatenation of turns
+        raise config.fail("chat_template", config.chat_template or "tokenizer_config.json",
+                          f"cannot render a conversation ({error}): fix the template or use chat_template: chatml") from error
+    if not sample.trained.any():
+        raise config.fail("chat_template", config.chat_template or "tokenizer_config.json",
+                          "renders no assistant tokens for a user/assistant exchange: fix the template")
+    return template, special
 
 
 def _part_files(folder: Path) -> dict[str, list]:
@@ -390,14 +475,21 @@ def _build_part(config: PrepareConfig, part: _Part, output: Path, tokenizer: _To
         shutil.rmtree(stale, ignore_errors=True)
     tokens_dir.mkdir(parents=True)
     task = _TokenizeItem(str(tokenizer.path), tokenizer.eos, part, config.val_fraction, config.test_fraction,
-                         config.seed, str(tokens_dir))
+                         config.seed, str(tokens_dir), tokenizer.chat_template, tokenizer.special_tokens)
     context = multiprocessing.get_context("fork" if sys.platform == "linux" and not torch.cuda.is_initialized() else "spawn")
     with context.Pool(min(config.num_workers, len(part.items)), initializer=_die_with_parent) as pool:
         results = list(tqdm(pool.imap(task, enumerate(part.items)), total=len(part.items), unit="item",
                             desc=f"[prepare] {part.split}/{part.domain}", disable=not config.verbose))
-    optimize(fn=_documents_of, inputs=[r["path"] for r in results], output_dir=str(partial), chunk_size=CHUNK_TOKENS,
-             item_loader=TokensLoader(), num_workers=1, mode="overwrite", verbose=False,
-             start_method=context.get_start_method())
+    # documents: one token stream (TokensLoader); conversations: one item each, and their lengths for packing
+    layout = dict(chunk_bytes=CHUNK_TOKENS * 4) if part.chat else dict(chunk_size=CHUNK_TOKENS, item_loader=TokensLoader())
+    optimize(fn=_documents_of, inputs=[r["path"] for r in results], output_dir=str(partial), num_workers=1,
+             mode="overwrite", verbose=False, start_method=context.get_start_method(), **layout)
+    if part.chat:
+        lengths = [np.zeros(0, np.int64)]
+        for result in results:
+            with np.load(result["path"]) as data:
+                lengths.append(np.diff(data["ends"], prepend=0))
+        np.save(partial / LENGTHS, np.concatenate(lengths))
     shutil.rmtree(tokens_dir)
     index_path = partial / "index.json"  # litdata stamps the write time: replace it by the content's digest
     index = json.loads(index_path.read_text())
@@ -460,6 +552,7 @@ def prepare(config: PrepareConfig) -> Manifest:
         for part in parts:
             fingerprint = {"inputs": _input_fingerprint(part.items), "text_field": part.text_field,
                            "tokenizer": tokenizer_sha, "eos": tokenizer.eos,
+                           "chat_template": tokenizer.chat_template if part.chat else None,
                            "split_rule": [part.select_by_fraction, config.val_fraction, config.test_fraction, config.seed]}
             key = (part.split, part.domain)
             record = _intact_record(config, part, output / part.split / part.domain, fingerprint)
@@ -474,6 +567,7 @@ def prepare(config: PrepareConfig) -> Manifest:
             tokens=_by_split(records, "tokens"), documents=_by_split(records, "documents"),
             skipped=_by_split(records, "skipped"), replaced_bytes=_by_split(records, "replaced_bytes"),
             tokenizer_files=sorted(tokenizer.companions),
+            formats={domain: source.format for domain, source in config.domains.items()},
             source=json.dumps(asdict(config), sort_keys=True),
         )
         _commit(output, tokenizer, staged, manifest)

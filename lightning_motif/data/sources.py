@@ -149,6 +149,44 @@ def _read_jsonl(item: WorkItem, text_field: str, skipped: Counter) -> Iterator[t
                 yield position, text
 
 
+def read_conversations(item: WorkItem, messages_field: str, skipped: Counter) -> Iterator[tuple[int, list[dict]]]:
+    """Yield (position, messages) for each valid chat record of a .jsonl or .parquet ``item``; count the others in
+    ``skipped`` (``invalid_utf8``, ``invalid_json``, and the reasons of ``chat.valid_messages``)."""
+    from lightning_motif.data.chat import valid_messages
+
+    if item.kind == "jsonl":
+        with open(item.path, "rb") as handle:
+            if item.start > 0:  # a line belongs to the range holding its first byte
+                handle.seek(item.start - 1)
+                handle.readline()
+            while (position := handle.tell()) < item.stop:
+                line = handle.readline()
+                if not line:
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line.decode("utf-8"))
+                except UnicodeDecodeError:
+                    skipped["invalid_utf8"] += 1
+                    continue
+                except ValueError:
+                    skipped["invalid_json"] += 1
+                    continue
+                messages = valid_messages(record.get(messages_field) if isinstance(record, dict) else None, skipped)
+                if messages is not None:
+                    yield position, messages
+    else:
+        import pyarrow.parquet as pq
+
+        table = pq.ParquetFile(item.path).read_row_group(item.start)
+        column = table.column(messages_field).to_pylist() if messages_field in table.column_names else [None] * table.num_rows
+        for row, value in enumerate(column):
+            messages = valid_messages(value, skipped)
+            if messages is not None:
+                yield item.start * (1 << 32) + row, messages
+
+
 def _read_parquet(item: WorkItem, text_field: str, skipped: Counter) -> Iterator[tuple[int, str]]:
     import pyarrow.parquet as pq
 

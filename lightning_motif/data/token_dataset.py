@@ -2,7 +2,8 @@
 
     <root>/manifest.json          written last: its presence means the dataset is complete
     <root>/tokenizer.json         Hugging Face ``tokenizers`` file
-    <root>/<split>/<domain>/      litdata shards of int32 token ids (TokensLoader), documents joined by EOS
+    <root>/<split>/<domain>/      litdata shards of int32 token ids (TokensLoader), documents joined by EOS;
+                                  for a chat domain one item per conversation and lengths.npy
 """
 
 import json
@@ -17,6 +18,8 @@ from components.config_error import ConfigError
 
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
+LENGTHS = "lengths.npy"
+"""In a chat part's folder: each conversation's token count, in storage order (for packing without reading)."""
 TOKENIZER_COMPANIONS = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
                         "merges.txt", "chat_template.jinja")
 """The files of a Hugging Face tokenizer folder besides tokenizer.json (special tokens, chat template)."""
@@ -41,6 +44,12 @@ class Manifest:
     tokenizer_files: list[str] = field(default_factory=list)
     """The tokenizer folder's other files kept beside tokenizer.json (tokenizer_config.json with its chat
     template, special tokens, added tokens)."""
+    formats: dict[str, str] = field(default_factory=dict)
+    """formats[domain]: "text" (documents, for pre-training; also every domain of a dataset from before chat
+    domains existed) or "chat" (conversations with their assistant-token masks, for SFT)."""
+
+    def domains_of(self, format: str) -> list[str]:
+        return [d for d in self.domains if self.formats.get(d, "text") == format]
 
     @property
     def domains(self) -> list[str]:

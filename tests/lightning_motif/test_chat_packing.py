@@ -74,17 +74,17 @@ def test_a_template_that_is_not_a_concatenation_of_turns_is_refused(tokenizer_fo
         ChatRenderer(TextTokenizer(tokenizer_folder), reversed_turns)(CONVERSATION)
 
 
-@pytest.mark.parametrize("record,reason", [
-    ({"text": "plain"}, "missing_field"),
-    ("not an object", "missing_field"),
-    ({"messages": []}, "invalid_messages"),
-    ({"messages": [{"role": "robot", "content": "hi"}]}, "invalid_messages"),
-    ({"messages": [{"role": "user", "content": 3}]}, "invalid_messages"),
-    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]}, "no_assistant_turn"),
+@pytest.mark.parametrize("messages,reason", [
+    (None, "missing_field"),
+    ("not a list", "invalid_messages"),
+    ([], "invalid_messages"),
+    ([{"role": "robot", "content": "hi"}], "invalid_messages"),
+    ([{"role": "user", "content": 3}], "invalid_messages"),
+    ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}], "no_assistant_turn"),
 ])
-def test_broken_records_are_skipped_and_counted_by_reason(record, reason):
+def test_broken_records_are_skipped_and_counted_by_reason(messages, reason):
     counts = Counter()
-    assert valid_messages(record, counts) is None
+    assert valid_messages(messages, counts) is None
     assert counts == {reason: 1}
 
 
