@@ -22,6 +22,7 @@ from types import ModuleType
 import yaml
 
 from jsonargparse import ActionConfigFile
+from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -30,15 +31,16 @@ from components.attention.base import AttentionConfig
 from components.config_error import ConfigError
 from components.mlp.base import MLPConfig
 from lightning_motif.callbacks import CurriculumMonitor, ModelStatisticsMonitor, TokenThroughputMonitor
-from lightning_motif.data.datamodule import CurriculumDataModule
 from lightning_motif.data import prepare as prepare_module
 from lightning_motif.data.prepare import PrepareConfig, prepare
 from lightning_motif import ablate as ablate_module
 from lightning_motif import evaluate as evaluate_module
 from lightning_motif import generate as generate_module
+from lightning_motif import sft as sft_module
 from lightning_motif.ablation.config import AblationConfig
 from lightning_motif.evaluate import EvalConfig
 from lightning_motif.generate import GenerateConfig
+from lightning_motif.sft import SFTChainConfig
 from lightning_motif.interop import convert as convert_module
 from lightning_motif.interop.convert import ConvertConfig, convert
 from lightning_motif.module import MotifLM, NonFiniteTrainingError
@@ -156,6 +158,8 @@ PROJECT_COMMANDS = {
                                generate_module, GenerateConfig, generate_module.run, repeatable=("--prompt", "--stop")),
     "eval": ProjectCommand("Score a checkpoint: lm-evaluation-harness tasks and per-domain perplexity.",
                            evaluate_module, EvalConfig, evaluate_module.run, repeatable=("--tasks",)),
+    "sft": ProjectCommand("Run the three supervised fine-tuning stages, each from the previous stage's weights.",
+                          sft_module, SFTChainConfig, sft_module.run),
     "ablate": ProjectCommand("Run an ablation grid (variants x learning rates x seeds) and report what it shows.",
                              ablate_module, AblationConfig, ablate_module.run,
                              directions={"run": "train the grid's unfinished runs, then report",
@@ -276,7 +280,7 @@ def main(args: list[str] | None = None) -> None:
             return
         MotifCLI(
             MotifLM,
-            CurriculumDataModule,
+            LightningDataModule,  # the curriculum (pre-training) and SFTDataModule (packed conversations)
             subclass_mode_data=True,
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},

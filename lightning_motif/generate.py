@@ -22,6 +22,7 @@ import torch
 from components.config_error import ConfigError
 from components.generation import SamplingConfig, cast_for_inference, generate
 from components.model import MotifForCausalLM
+from lightning_motif.data.chat import CHATML
 from lightning_motif.initialization import load_weights, materialize
 from lightning_motif.interop.weights import check_weights, open_weights
 from lightning_motif.text import TextTokenizer
@@ -43,6 +44,9 @@ class GenerateConfig:
     """A jsonl file of prompts: {"prompt": text} or {"messages": [{"role": ..., "content": ...}, ...]}."""
     chat: bool = False
     """Render plain prompts as a user turn of the tokenizer's chat template."""
+    chat_template: str | None = None
+    """The template for chat prompts instead of the tokenizer folder's: "chatml" (built in, as ``motif prepare``
+    renders chat domains with ``chat_template: chatml``) or a Jinja template."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     eos_ids: list[int] | None = None
     """Token ids that end a generation (default: the tokenizer's end-of-sequence tokens)."""
@@ -82,11 +86,12 @@ def _prompts(config: GenerateConfig, tokenizer: TextTokenizer) -> list[str]:
     if not records:
         raise ConfigError("GenerateConfig", "prompt", [], "give --prompt text (repeatable) or --prompts_file")
     texts = []
+    template = CHATML if config.chat_template == "chatml" else config.chat_template
     for record in records:
         if "messages" in record:
-            texts.append(tokenizer.apply_chat_template(record["messages"]))
+            texts.append(tokenizer.apply_chat_template(record["messages"], template=template))
         elif config.chat:
-            texts.append(tokenizer.apply_chat_template([{"role": "user", "content": record["prompt"]}]))
+            texts.append(tokenizer.apply_chat_template([{"role": "user", "content": record["prompt"]}], template=template))
         else:
             texts.append(record["prompt"])
     return texts

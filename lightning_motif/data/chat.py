@@ -20,6 +20,8 @@ ROLES = ("system", "user", "assistant")
 CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
           "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 """The built-in template (ChatML): ``<|im_start|>{role}\\n{content}<|im_end|>\\n`` per turn."""
+CHATML_MARKERS = ("<|im_start|>", "<|im_end|>")
+"""ChatML's turn markers: special tokens of a BPE that ``motif prepare`` trains for chat domains rendered with it."""
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from litdata.streaming.item_loader import TokensLoader
 from tqdm import tqdm
 
 from components.config_error import ConfigError
-from lightning_motif.data.chat import CHATML, ChatRenderer
+from lightning_motif.data.chat import CHATML, CHATML_MARKERS, ChatRenderer
 from lightning_motif.data.sources import (
     FIELD_PROBE_RECORDS,
     REPLACED_BYTES,
@@ -397,6 +397,7 @@ def _choose_tokenizer(config: PrepareConfig, parts: list[_Part], output: Path) -
             raise config.fail("vocab_size", config.vocab_size,
                               f"larger than the model's vocabulary ({config.model_vocab_size}): lower vocab_size")
         recipe = json.dumps({"vocab": config.vocab_size, "eos": eos_token, "bytes": config.tokenizer_training_bytes,
+                             "chat_template": config.chat_template,
                              "inputs": [_input_fingerprint(p.items) for p in parts if p.split == "train"]})
         recipe_path = output / TOKENIZER_RECIPE
         current = _readable_tokenizer(target) if target.is_file() else None
@@ -405,7 +406,8 @@ def _choose_tokenizer(config: PrepareConfig, parts: list[_Part], output: Path) -
             choice = _TokenizerChoice(target, current, -1, staged=False, recipe=recipe)
         else:
             _say(config, f"[prepare] tokenizer: training a byte-level BPE of {config.vocab_size} tokens on the inputs")
-            tokenizer = train_bpe_tokenizer(_training_texts(config, parts), config.vocab_size, eos_token, staged)
+            markers = CHATML_MARKERS if config.chat_template == "chatml" and any(p.chat for p in parts) else ()
+            tokenizer = train_bpe_tokenizer(_training_texts(config, parts), config.vocab_size, eos_token, staged, markers)
             choice = _TokenizerChoice(staged, tokenizer, -1, staged=True, recipe=recipe)
     eos = choice.tokenizer.token_to_id(eos_token)
     if eos is None:
