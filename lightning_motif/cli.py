@@ -8,7 +8,8 @@ callbacks, plus the project's own subcommands (``prepare``), all listed by ``mot
     motif prepare --config my-corpus.yaml       (tokenize raw corpora into shards; see lightning_motif.data.prepare)
 
 A bad config stops before any compute with one line on stderr (``motif: error: <field>: <fix>``) and exit status 2;
-a run stopped by non-finite training (``model.on_nonfinite``) ends with ``motif: stopped: ...`` and status 3.
+a run stopped by non-finite training (``model.on_nonfinite``), or a ``motif sft`` stage that failed, ends with
+``motif: stopped: ...`` and status 3.
 """
 
 import re
@@ -40,7 +41,7 @@ from lightning_motif import sft as sft_module
 from lightning_motif.ablation.config import AblationConfig
 from lightning_motif.evaluate import EvalConfig
 from lightning_motif.generate import GenerateConfig
-from lightning_motif.sft import SFTChainConfig
+from lightning_motif.sft import SFTChainConfig, StageFailed
 from lightning_motif.interop import convert as convert_module
 from lightning_motif.interop.convert import ConvertConfig, convert
 from lightning_motif.module import MotifLM, NonFiniteTrainingError
@@ -301,7 +302,7 @@ def main(args: list[str] | None = None) -> None:
             raise
         _error("error", reason)
         sys.exit(EXIT_CONFIG_ERROR)
-    except NonFiniteTrainingError as error:
+    except (NonFiniteTrainingError, StageFailed) as error:
         _error("stopped", str(error))
         sys.exit(EXIT_STOPPED)
 

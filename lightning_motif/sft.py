@@ -33,6 +33,10 @@ from lightning_motif.generate import run as generate
 STAGE_RECORD = "stage.json"
 
 
+class StageFailed(RuntimeError):
+    """A stage's ``motif`` command failed; the message names the stage's log."""
+
+
 @dataclass(kw_only=True)
 class SFTStage:
     """One stage: its data (pruned and prepared first if asked) and its ``motif fit`` config."""
@@ -104,13 +108,13 @@ def _run(args: list[str], log: Path) -> None:
         handle.flush()
         result = subprocess.run(motif_command() + args, stdout=handle, stderr=subprocess.STDOUT)
     if result.returncode != 0:
-        raise RuntimeError(f"motif {args[0]} failed (exit {result.returncode}): see {log}")
+        raise StageFailed(f"motif {args[0]} failed (exit {result.returncode}): see {log}")
 
 
 def _final_checkpoint(folder: Path) -> Path:
     links = sorted(folder.rglob("checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
     if not links:
-        raise RuntimeError(f"the stage's motif fit wrote no checkpoint under {folder}: keep a MotifCheckpoint "
+        raise StageFailed(f"the stage's motif fit wrote no checkpoint under {folder}: keep a MotifCheckpoint "
                            "callback in its fit_config")
     return links[-1].resolve()
 
