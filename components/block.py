@@ -4,7 +4,6 @@ import torch
 from torch import nn
 
 from components.attention.base import AttentionConfig
-from components.documents import PackedDocuments
 from components.kv_cache import DecodeStep, KVCache
 from components.layers import WeightInit
 from components.mlp.base import MLPConfig
@@ -31,8 +30,9 @@ class DecoderBlock(nn.Module):
         self.mlp = mlp.build(hidden_size, init)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
-                step: DecodeStep | None = None, documents: PackedDocuments | None = None) -> torch.Tensor:
-        """``cache`` and ``step`` only when decoding (``components.kv_cache``), ``documents`` for packed rows."""
+                step: DecodeStep | None = None, documents: torch.Tensor | None = None) -> torch.Tensor:
+        """``cache`` and ``step`` only when decoding (``components.kv_cache``); ``documents``: the sample ids of
+        packed rows (``components.documents``)."""
         attended = self.self_attn(self.input_layernorm(x), cos, sin, cache, step, documents)
         normed, h = self.post_attention_layernorm(attended, residual=x)
         return h + self.mlp(normed)

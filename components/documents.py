@@ -1,12 +1,33 @@
 """Samples packed side by side in one row (supervised fine-tuning packs samples to the sequence length): each token
 attends only to the earlier tokens of its own sample (document masking), and rotary positions restart at every
 sample's first token, so a packed row computes what its samples would compute one by one (Motif-2 report,
-arXiv 2511.07464, Sec. 5: SFT samples packed to 16,384 tokens)."""
+arXiv 2511.07464, Sec. 5: SFT samples packed to 16,384 tokens).
+
+The model takes a ``PackedDocuments``; its blocks see only the (batch, seq) sample-id tensor, so compiled blocks
+neither guard on nor recompile for a new packing. Attention runs causally over each sample's range
+(``segments``), so no seq x seq mask is ever formed and each call keeps SDPA's fused kernels.
+"""
 
 from dataclasses import dataclass
 from functools import cached_property
 
 import torch
+
+
+def sample_starts(ids: torch.Tensor) -> torch.Tensor:
+    """(batch, seq) bool: True at each sample's first token."""
+    first = torch.ones_like(ids[:, :1], dtype=torch.bool)
+    return torch.cat([first, ids[:, 1:] != ids[:, :-1]], dim=1)
+
+
+def segments(ids: torch.Tensor) -> list[list[tuple[int, int]]]:
+    """Per row of sample ids, the (start, end) token range of each sample, in order (read from the device)."""
+    seq = ids.shape[1]
+    rows = []
+    for starts in sample_starts(ids).cpu().tolist():
+        begins = [i for i, first in enumerate(starts) if first]
+        rows.append(list(zip(begins, begins[1:] + [seq])))
+    return rows
 
 
 @dataclass(frozen=True)
@@ -26,27 +47,8 @@ class PackedDocuments:
         return cls(torch.stack(ids).to(device))
 
     @cached_property
-    def starts(self) -> torch.Tensor:
-        """(batch, seq) bool: True at each sample's first token."""
-        first = torch.ones_like(self.ids[:, :1], dtype=torch.bool)
-        return torch.cat([first, self.ids[:, 1:] != self.ids[:, :-1]], dim=1)
-
-    @cached_property
     def positions(self) -> torch.Tensor:
         """(batch, seq): each token's position within its own sample (0 at the sample's first token)."""
         index = torch.arange(self.ids.shape[1], device=self.ids.device).expand_as(self.ids)
-        start = torch.where(self.starts, index, torch.zeros_like(index)).cummax(dim=1).values
+        start = torch.where(sample_starts(self.ids), index, torch.zeros_like(index)).cummax(dim=1).values
         return index - start
-
-    @cached_property
-    def mask(self) -> torch.Tensor:
-        """(batch, 1, seq, seq) bool, True where a query (row) may attend to a key (column): the key is at or
-        before the query and in the same sample."""
-        seq = self.ids.shape[1]
-        causal = torch.ones(seq, seq, dtype=torch.bool, device=self.ids.device).tril()
-        return (causal & (self.ids[:, :, None] == self.ids[:, None, :]))[:, None]
-
-
-def sample_ids(documents: PackedDocuments | None) -> torch.Tensor | None:
-    """The (batch, seq) sample ids of packed rows, or None for rows of one sequence each."""
-    return None if documents is None else documents.ids

@@ -86,8 +86,9 @@ class MotifTransformer(nn.Module):
             else:
                 cos, sin = rotary_at(documents.positions, head_dim, theta)
         x = self.embed_tokens(input_ids)
+        ids = None if documents is None else documents.ids
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, documents=documents) if step is None else layer(x, cos, sin, step.caches[i], step)
+            x = layer(x, cos, sin, documents=ids) if step is None else layer(x, cos, sin, step.caches[i], step)
         return self.norm(x)
 
     def _check_positions(self, length: int) -> None:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from components.config_error import require, require_choices
-from components.documents import PackedDocuments
+from components.documents import segments
 from components.kv_cache import DecodeStep, KVCache
 from components.layers import WeightInit
 from components.optim.qk_clip import QKClipTarget
@@ -46,8 +46,8 @@ class Attention(nn.Module):
     into ``max_logits`` (for QK-clip and the dashboard) until ``reset_max_logits`` is called.
     Decoding passes a ``cache`` (``components.kv_cache``) and the ``step``: the new tokens' keys and values are
     stored there and the queries attend to everything cached; ``cache_layout`` says what a token stores.
-    Packed rows pass ``documents`` (``components.documents``): queries attend within their own sample only, and
-    the max logits count those pairs only.
+    Packed rows pass ``documents``, the (batch, seq) sample ids of ``components.documents``: queries attend within
+    their own sample only, and the max logits count those pairs only.
     """
 
     track_max_logits: bool = False
@@ -55,19 +55,17 @@ class Attention(nn.Module):
     kernel: str = "auto"
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
-                step: DecodeStep | None = None, documents: PackedDocuments | None = None) -> torch.Tensor:
+                step: DecodeStep | None = None, documents: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def cache_layout(self) -> tuple[int, int, int, int]:
         """(key heads, key width, value heads, value width) one token stores in a KVCache."""
         raise NotImplementedError
 
-    def _cached(self, k: torch.Tensor, v: torch.Tensor, cache: KVCache | None, step: DecodeStep | None,
-                documents: PackedDocuments | None = None):
-        """(keys, values, mask) the queries attend to: the new ones (causal; within each sample of packed rows)
-        without a cache, else the cache's."""
+    def _cached(self, k: torch.Tensor, v: torch.Tensor, cache: KVCache | None, step: DecodeStep | None):
+        """(keys, values, mask) the queries attend to: the new ones (causal) without a cache, else the cache's."""
         if cache is None:
-            return k, v, None if documents is None else documents.mask
+            return k, v, None
         keys, values = cache.write(step, k, v)
         return keys, values, step.mask
 
@@ -90,16 +88,29 @@ class Attention(nn.Module):
         return {} if self.max_logits is None else {"max_logit": self.max_logits.max()}
 
 
-def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+                     documents: torch.Tensor | None = None) -> torch.Tensor:
     """softmax(q k^T / sqrt(head_dim) + causal mask) v through SDPA (no S x S tensor on GPU).
 
     Inputs are (batch, seq, heads, dim); key/value heads may be fewer than query heads, in which case query
     head h reads key/value head h // (q_heads / kv_heads) (GQA, consecutive query heads share a key). The
     value width may differ from the query/key width. Returns (batch, seq, q_heads, value_dim). A ``mask``
-    (batch, 1, q_seq, k_seq; True = attend) replaces causality: a decoding cache's, or packed samples' own.
+    (batch, 1, q_seq, k_seq; True = attend) replaces causality (a decoding cache's). With ``documents`` (the
+    sample ids of packed rows) each sample attends causally within its own range.
     """
+    if documents is not None:
+        return attention_within_samples(q, k, v, documents)
     out = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
         is_causal=mask is None, enable_gqa=q.shape[2] != k.shape[2],
     )
     return out.transpose(1, 2)
+
+
+@torch.compiler.disable
+def attention_within_samples(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, documents: torch.Tensor) -> torch.Tensor:
+    """Causal attention over each packed sample's range, one SDPA call per sample. Left out of compiled graphs:
+    the ranges are read from the device, and a compiled block would otherwise specialise on every packing."""
+    rows = [torch.cat([causal_attention(q[b:b + 1, s:e], k[b:b + 1, s:e], v[b:b + 1, s:e]) for s, e in row], dim=1)
+            for b, row in enumerate(segments(documents))]
+    return torch.cat(rows, dim=0)

@@ -15,7 +15,6 @@ import torch
 from components.attention.base import causal_attention
 from components.attention.differential_base import DifferentialAttentionBase, DifferentialConfig
 from components.config_error import require
-from components.documents import PackedDocuments, sample_ids
 from components.kv_cache import DecodeStep, KVCache
 from components.layers import Linear, WeightInit
 from components.rope import apply_rotary
@@ -60,20 +59,19 @@ class DifferentialAttention(DifferentialAttentionBase):
         self.o_proj = Linear(2 * self.num_heads * d, hidden_size, init.output_std)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
-                step: DecodeStep | None = None, documents: PackedDocuments | None = None) -> torch.Tensor:
+                step: DecodeStep | None = None, documents: torch.Tensor | None = None) -> torch.Tensor:
         batch, seq, _ = x.shape
         d = self.head_dim
         q = apply_rotary(self.q_proj(x).view(batch, seq, 2 * self.num_heads, d), cos, sin)
         k = apply_rotary(self.k_proj(x).view(batch, seq, 2 * self.num_kv_heads, d), cos, sin)
         v = self.v_proj(x).view(batch, seq, self.num_kv_heads, 2 * d)
         if self.track_max_logits:  # per head h: [q1_h, q2_h], the q_proj order
-            ids = sample_ids(documents)
-            both = (causal_max_logits(q[:, :, 0::2], k[:, :, 0::2], impl=self.kernel, documents=ids),
-                    causal_max_logits(q[:, :, 1::2], k[:, :, 1::2], impl=self.kernel, documents=ids))
+            both = (causal_max_logits(q[:, :, 0::2], k[:, :, 0::2], impl=self.kernel, documents=documents),
+                    causal_max_logits(q[:, :, 1::2], k[:, :, 1::2], impl=self.kernel, documents=documents))
             self._record_max_logits(torch.stack(both, dim=1).flatten())
-        k, v, mask = self._cached(k, v, cache, step, documents)
-        signal = causal_attention(q[:, :, 0::2], k[:, :, 0::2], v, mask)
-        noise = causal_attention(q[:, :, 1::2], k[:, :, 1::2], v, mask)
+        k, v, mask = self._cached(k, v, cache, step)
+        signal = causal_attention(q[:, :, 0::2], k[:, :, 0::2], v, mask, documents)
+        noise = causal_attention(q[:, :, 1::2], k[:, :, 1::2], v, mask, documents)
         return self.o_proj(self.combine(signal, noise))
 
     def cache_layout(self) -> tuple[int, int, int, int]:

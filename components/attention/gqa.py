@@ -7,7 +7,6 @@ import torch
 from components.attention.base import Attention, AttentionConfig, causal_attention
 from components.kv_cache import DecodeStep, KVCache
 from components.config_error import require
-from components.documents import PackedDocuments, sample_ids
 from components.layers import Linear, WeightInit
 from components.rope import apply_rotary
 from kernels.causal_max_logits import causal_max_logits
@@ -46,15 +45,15 @@ class GroupedQueryAttention(Attention):
         self.o_proj = Linear(self.num_heads * self.head_dim, hidden_size, init.output_std)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
-                step: DecodeStep | None = None, documents: PackedDocuments | None = None) -> torch.Tensor:
+                step: DecodeStep | None = None, documents: torch.Tensor | None = None) -> torch.Tensor:
         batch, seq, _ = x.shape
         q = apply_rotary(self.q_proj(x).view(batch, seq, self.num_heads, self.head_dim), cos, sin)
         k = apply_rotary(self.k_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim), cos, sin)
         v = self.v_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim)
         if self.track_max_logits:
-            self._record_max_logits(causal_max_logits(q, k, impl=self.kernel, documents=sample_ids(documents)))
-        k, v, mask = self._cached(k, v, cache, step, documents)
-        return self.o_proj(causal_attention(q, k, v, mask).reshape(batch, seq, -1))
+            self._record_max_logits(causal_max_logits(q, k, impl=self.kernel, documents=documents))
+        k, v, mask = self._cached(k, v, cache, step)
+        return self.o_proj(causal_attention(q, k, v, mask, documents).reshape(batch, seq, -1))
 
     def cache_layout(self) -> tuple[int, int, int, int]:
         return self.num_kv_heads, self.head_dim, self.num_kv_heads, self.head_dim

@@ -16,7 +16,6 @@ import torch
 from components.attention.base import causal_attention
 from components.attention.differential_base import DifferentialAttentionBase, DifferentialConfig
 from components.config_error import require
-from components.documents import PackedDocuments, sample_ids
 from components.kv_cache import DecodeStep, KVCache
 from components.layers import Linear, WeightInit
 from components.rope import apply_rotary
@@ -78,7 +77,7 @@ class GroupedDifferentialAttention(DifferentialAttentionBase):
         self.o_proj = Linear(self.groups * self.ratio * 2 * d, hidden_size, init.output_std)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
-                step: DecodeStep | None = None, documents: PackedDocuments | None = None) -> torch.Tensor:
+                step: DecodeStep | None = None, documents: torch.Tensor | None = None) -> torch.Tensor:
         batch, seq, _ = x.shape
         g, r, d = self.groups, self.ratio, self.head_dim
         q = apply_rotary(self.q_proj(x).view(batch, seq, g * (r + 1), d), cos, sin).view(batch, seq, g, r + 1, d)
@@ -91,13 +90,12 @@ class GroupedDifferentialAttention(DifferentialAttentionBase):
             return self.o_proj(self.combine(signal, noise))
         signal_q, noise_q = q[:, :, :, :r].reshape(batch, seq, g * r, d), q[:, :, :, r]
         if self.track_max_logits:  # per group: r signal heads, then the noise head (the q_proj order)
-            ids = sample_ids(documents)
-            signal_max = causal_max_logits(signal_q, k[:, :, 0::2], impl=self.kernel, documents=ids).view(g, r)
-            noise_max = causal_max_logits(noise_q, k[:, :, 1::2], impl=self.kernel, documents=ids).view(g, 1)
+            signal_max = causal_max_logits(signal_q, k[:, :, 0::2], impl=self.kernel, documents=documents).view(g, r)
+            noise_max = causal_max_logits(noise_q, k[:, :, 1::2], impl=self.kernel, documents=documents).view(g, 1)
             self._record_max_logits(torch.cat([signal_max, noise_max], dim=1).flatten())
-        k, v, mask = self._cached(k, v, cache, step, documents)
-        signal = causal_attention(signal_q, k[:, :, 0::2], v, mask)
-        noise = causal_attention(noise_q, k[:, :, 1::2], v, mask)
+        k, v, mask = self._cached(k, v, cache, step)
+        signal = causal_attention(signal_q, k[:, :, 0::2], v, mask, documents)
+        noise = causal_attention(noise_q, k[:, :, 1::2], v, mask, documents)
         return self.o_proj(self.combine(signal, noise))
 
     def cache_layout(self) -> tuple[int, int, int, int]:

@@ -16,7 +16,7 @@ from components.attention import (
     GroupedDifferentialAttentionConfig,
     GroupedQueryAttentionConfig,
 )
-from components.documents import PackedDocuments
+from components.documents import PackedDocuments, segments
 from components.mlp import PolyNormMLPConfig
 from components.model import ModelConfig, MotifForCausalLM
 
@@ -59,11 +59,10 @@ def max_logits(model: MotifForCausalLM) -> torch.Tensor:
     return maxima
 
 
-def test_positions_restart_at_each_sample_and_the_mask_keeps_samples_apart():
-    documents = PackedDocuments.from_lengths([[2, 3, 1]])
-    assert documents.positions.tolist() == [[0, 1, 0, 1, 2, 0]]
-    mask = documents.mask[0, 0]
-    assert mask[4].tolist() == [False, False, True, True, True, False]  # its own sample, up to itself
+def test_positions_restart_at_each_sample_and_segments_name_each_samples_range():
+    documents = PackedDocuments.from_lengths([[2, 3, 1], [6]])
+    assert documents.positions.tolist() == [[0, 1, 0, 1, 2, 0], [0, 1, 2, 3, 4, 5]]
+    assert segments(documents.ids) == [[(0, 2), (2, 5), (5, 6)], [(0, 6)]]
     with pytest.raises(ValueError, match="lengths: rows sum to"):
         PackedDocuments.from_lengths([[2, 3], [4]])
 
@@ -102,3 +101,26 @@ def test_no_token_attends_across_a_sample_boundary(attention):
         before, after = model(tokens, documents=documents), model(changed, documents=documents)
     assert torch.equal(before[0, :5], after[0, :5]) and torch.equal(before[0, 12:], after[0, 12:])
     assert not torch.allclose(before[0, 5:12], after[0, 5:12])
+
+
+def test_compiled_blocks_take_every_new_packing_without_compiling_again():
+    """Blocks see only the sample-id tensor and the per-sample attention stays out of their graphs, so a new
+    packing (new sample boundaries) reuses the compiled graphs; the outputs are the eager ones."""
+    from torch._dynamo.utils import counters
+
+    eager = model_for("gda")
+    compiled = model_for("gda")
+    torch._dynamo.reset()
+    counters.clear()
+    for layer in compiled.model.layers:
+        layer.compile(backend="aot_eager")
+    tokens = torch.randint(0, VOCAB, (2, 16), generator=torch.Generator().manual_seed(3))
+    graphs = []
+    for lengths in ([[5, 7, 4], [9, 7]], [[3, 13], [16]], [[8, 8], [1, 2, 13]]):
+        documents = PackedDocuments.from_lengths(lengths)
+        for layer in [*compiled.model.layers, *eager.model.layers]:  # as every training step starts
+            layer.self_attn.reset_max_logits()
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(tokens, documents=documents), eager(tokens, documents=documents))
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[0] > 0 and graphs[1] == graphs[2] == graphs[0]
