@@ -6,7 +6,8 @@ optimizer, schedule and data stream).
 
 Per stage, in order: its pruning step (stage 3: ``lightning_motif.data.prune`` on the stage-2 conversations),
 ``motif prepare`` of its data (skipped when up to date), ``motif fit`` into ``<output_dir>/<stage>/``, then a few
-generations from its final checkpoint, printed and logged to the stage's TensorBoard as text. ``stage.json`` in
+generations from its final checkpoint and ``motif eval`` on ``eval_tasks``, printed and logged to the
+stage's TensorBoard (text and eval/<task>/<metric>). ``stage.json`` in
 the stage's folder records the final checkpoint, the time taken and the generations; a stage that has one is
 not run again, so the same command continues an interrupted chain (the unfinished stage starts over). Every
 stage's checkpoints are kept. With ``demo_data`` the offline demo conversations (``lightning_motif.data.demo_chat``)
@@ -25,8 +26,10 @@ import yaml
 from components.config_error import ConfigError
 from components.generation import SamplingConfig
 from lightning_motif.ablation.runner import motif_command
-from lightning_motif.data.demo_chat import write_demo_chat
+from lightning_motif.data.demo_chat import write_demo_chat, write_demo_task
 from lightning_motif.data.prune import PruneConfig, prune
+from lightning_motif.evaluate import EvalConfig
+from lightning_motif.evaluate import run as evaluate
 from lightning_motif.generate import GenerateConfig
 from lightning_motif.generate import run as generate
 
@@ -74,6 +77,14 @@ class SFTChainConfig:
     chat_template: str | None = "chatml"
     """The template the generations render prompts with ("chatml", a Jinja template, or null: the tokenizer's)."""
     max_new_tokens: int = 48
+    eval_tasks: list[str] = field(default_factory=list)
+    """``motif eval`` tasks scored on each stage's final checkpoint (harness tasks, local ones from
+    eval_include_path, "perplexity"); empty: none. The scores go into stage.json and the stage's TensorBoard
+    (eval/<task>/<metric>)."""
+    eval_include_path: str | None = None
+    """A folder of local task YAMLs (the demo writes one into demo_data/tasks)."""
+    eval_limit: int | None = None
+    """Examples per task (all when unset)."""
 
 
 def _check(config: SFTChainConfig) -> None:
@@ -119,12 +130,17 @@ def _final_checkpoint(folder: Path) -> Path:
     return links[-1].resolve()
 
 
-def _log_generations(folder: Path, generations: list[dict]) -> None:
+def _log_results(folder: Path, generations: list[dict], scores: dict) -> None:
+    """The stage's generations (as text) and eval scores in its TensorBoard folder."""
     from torch.utils.tensorboard import SummaryWriter
 
-    with SummaryWriter(str(folder / "tensorboard" / "generations")) as writer:
+    with SummaryWriter(str(folder / "tensorboard" / "after-stage")) as writer:
         for i, item in enumerate(generations):
             writer.add_text(f"generation/{i}", f"**{item['prompt']}**\n\n{item['text']}", 0)
+        for task, metrics in scores.items():
+            for metric, value in metrics.items():
+                if isinstance(value, (int, float)):
+                    writer.add_scalar(f"eval/{task}/{metric}", value, 0)
 
 
 def run(config: SFTChainConfig) -> list[dict]:
@@ -135,6 +151,7 @@ def run(config: SFTChainConfig) -> list[dict]:
     if config.demo_data is not None:
         for kind in ("broad", "reasoning"):
             write_demo_chat(Path(config.demo_data) / f"{kind}.jsonl", kind, config.demo_examples)
+        write_demo_task(Path(config.demo_data) / "tasks")
     records, previous, started = [], config.init_weights_from, time.time()
     for i, stage in enumerate(config.stages):
         folder = output / stage.name
@@ -177,6 +194,11 @@ def _run_stage(config: SFTChainConfig, stage: SFTStage, folder: Path, start_from
         checkpoint=str(checkpoint), tokenizer=_tokenizer(stage), prompt=list(config.prompts), chat=True,
         chat_template=config.chat_template, sampling=SamplingConfig(max_new_tokens=config.max_new_tokens),
         stop=["<|im_end|>"] if config.chat_template == "chatml" else []))
-    _log_generations(folder, generations)
-    record.update(checkpoint=str(checkpoint), seconds=time.time() - began, generations=generations)
+    scores = {}
+    if config.eval_tasks:
+        scores = evaluate(EvalConfig(checkpoint=str(checkpoint), tokenizer=_tokenizer(stage), tasks=list(config.eval_tasks),
+                                     include_path=config.eval_include_path, limit=config.eval_limit,
+                                     output=str(folder / "eval.json")))["tasks"]
+    _log_results(folder, generations, scores)
+    record.update(checkpoint=str(checkpoint), seconds=time.time() - began, generations=generations, eval=scores)
     return record

@@ -6,7 +6,8 @@
 
 Both are written as .jsonl records of ``messages`` (the format ``motif prepare`` reads for ``format: chat``).
 A few records are repeated with different spacing and capitalisation, and a few have answers too short to teach
-anything, so that stage 3's pruning (``lightning_motif.data.prune``) has something to remove.
+anything, so that stage 3's pruning (``lightning_motif.data.prune``) has something to remove. ``write_demo_task``
+writes a local lm-evaluation-harness task on new word problems (``motif eval`` between the stages).
 """
 
 import ast
@@ -105,3 +106,31 @@ def write_demo_chat(path: Path, kind: str, examples: int, seed: int = 0) -> Path
             handle.writelines(json.dumps({"messages": m}) + "\n" for m in demo_conversations(kind, examples, seed))
         partial.replace(path)
     return path
+
+
+DEMO_TASK = "sft_demo_arithmetic"
+
+
+def write_demo_task(folder: Path, examples: int = 40, seed: int = 1) -> Path:
+    """A multiple-choice task of new word problems for ``motif eval --include_path <folder>``: the user turn in
+    ChatML with the assistant header, then the short worked answer with the right number or one of three wrong
+    ones (accuracy by log-likelihood)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(f"task-{seed}")
+    rows = []
+    for _ in range(examples):
+        question, reply = (m["content"] for m in _word_problem(rng, steps=False))
+        answer = int(reply.rsplit(" ", 1)[1].rstrip("."))
+        wrong = rng.sample([n for n in range(answer - 9, answer + 10) if n != answer], 3)
+        choices = [reply.replace(str(answer), str(n)) for n in [answer, *wrong]]
+        order = rng.sample(range(4), 4)
+        rows.append({"question": f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n",
+                     "choices": [choices[i] for i in order], "answer": order.index(0)})
+    data = folder / f"{DEMO_TASK}.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (folder / f"{DEMO_TASK}.yaml").write_text(json.dumps({
+        "task": DEMO_TASK, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data.resolve())}},
+        "test_split": "test", "output_type": "multiple_choice", "doc_to_text": "{{question}}", "target_delimiter": "",
+        "doc_to_choice": "{{choices}}", "doc_to_target": "answer", "metric_list": [{"metric": "acc"}]}, indent=2))
+    return folder

@@ -1,6 +1,7 @@
 """``motif sft``: the three stages on the offline demo data at the smallest size (the recipe configs of
 experiments/sft with the demo's changes), each from the previous stage's final weights; what a finished chain
-leaves; a second call that reruns nothing; a bad chain refused before anything runs."""
+leaves (checkpoints, pruning counts, generations and eval scores in stage.json and TensorBoard); a second call
+that reruns nothing; a bad chain refused before anything runs."""
 
 import json
 from pathlib import Path
@@ -15,7 +16,8 @@ SFT = REPO / "experiments" / "sft"
 def chain_config(tmp: Path) -> Path:
     """experiments/sft/chain.yaml shrunk: fewer conversations, rows of 256 tokens, a few steps per stage."""
     chain = yaml.safe_load((SFT / "chain.yaml").read_text())
-    chain.update(output_dir=str(tmp / "runs"), demo_data=str(tmp / "raw"), demo_examples=60, max_new_tokens=8)
+    chain.update(output_dir=str(tmp / "runs"), demo_data=str(tmp / "raw"), demo_examples=60, max_new_tokens=8,
+                 eval_include_path=str(tmp / "raw" / "tasks"), eval_limit=8)
     for stage, steps in zip(chain["stages"], (4, 2, 2)):
         prepare = yaml.safe_load((REPO / stage["prepare_config"]).read_text())
         prepare["output_dir"] = str(tmp / "data" / stage["name"])
@@ -55,8 +57,9 @@ def test_the_chain_runs_each_stage_from_the_last_and_keeps_everything(tmp_path):
         logged = scalars(tmp_path / "runs" / stage)
         assert "val/loss" in logged and "train/loss" in logged
         assert record["generations"][0]["prompt"].startswith("<|im_start|>user\n")
-    generations = list((tmp_path / "runs" / "stage3" / "tensorboard" / "generations").glob("events.out.tfevents.*"))
-    assert generations  # the generations are in the stage's TensorBoard, as text
+        assert 0 <= record["eval"]["sft_demo_arithmetic"]["acc,none"] <= 1
+        after = scalars(tmp_path / "runs" / stage / "tensorboard" / "after-stage")  # the eval, beside the text
+        assert after["eval/sft_demo_arithmetic/acc,none"] == [record["eval"]["sft_demo_arithmetic"]["acc,none"]]
 
     again = run_motif(["sft", "--config", str(config)], cwd=REPO)
     assert again.returncode == 0 and again.stdout.count("done before") == 3
