@@ -121,7 +121,9 @@ def read_documents(item: WorkItem, text_field: str, skipped: Counter) -> Iterato
         yield from _read_parquet(item, text_field, skipped)
 
 
-def _read_jsonl(item: WorkItem, text_field: str, skipped: Counter) -> Iterator[tuple[int, str]]:
+def _jsonl_fields(item: WorkItem, field: str, skipped: Counter) -> Iterator[tuple[int, object]]:
+    """(byte offset, value of ``field`` or None) of each parseable record in ``item``'s byte range; lines that are
+    not UTF-8 or not JSON are counted in ``skipped``."""
     with open(item.path, "rb") as handle:
         if item.start > 0:  # a line belongs to the range holding its first byte
             handle.seek(item.start - 1)
@@ -140,13 +142,17 @@ def _read_jsonl(item: WorkItem, text_field: str, skipped: Counter) -> Iterator[t
             except ValueError:
                 skipped["invalid_json"] += 1
                 continue
-            text = record.get(text_field) if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                skipped["missing_field"] += 1
-            elif not text.strip():
-                skipped["empty"] += 1
-            else:
-                yield position, text
+            yield position, record.get(field) if isinstance(record, dict) else None
+
+
+def _read_jsonl(item: WorkItem, text_field: str, skipped: Counter) -> Iterator[tuple[int, str]]:
+    for position, text in _jsonl_fields(item, text_field, skipped):
+        if not isinstance(text, str):
+            skipped["missing_field"] += 1
+        elif not text.strip():
+            skipped["empty"] += 1
+        else:
+            yield position, text
 
 
 def read_conversations(item: WorkItem, messages_field: str, skipped: Counter) -> Iterator[tuple[int, list[dict]]]:
@@ -155,27 +161,10 @@ def read_conversations(item: WorkItem, messages_field: str, skipped: Counter) ->
     from lightning_motif.data.chat import valid_messages
 
     if item.kind == "jsonl":
-        with open(item.path, "rb") as handle:
-            if item.start > 0:  # a line belongs to the range holding its first byte
-                handle.seek(item.start - 1)
-                handle.readline()
-            while (position := handle.tell()) < item.stop:
-                line = handle.readline()
-                if not line:
-                    break
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line.decode("utf-8"))
-                except UnicodeDecodeError:
-                    skipped["invalid_utf8"] += 1
-                    continue
-                except ValueError:
-                    skipped["invalid_json"] += 1
-                    continue
-                messages = valid_messages(record.get(messages_field) if isinstance(record, dict) else None, skipped)
-                if messages is not None:
-                    yield position, messages
+        for position, value in _jsonl_fields(item, messages_field, skipped):
+            messages = valid_messages(value, skipped)
+            if messages is not None:
+                yield position, messages
     else:
         import pyarrow.parquet as pq
 
