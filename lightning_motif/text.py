@@ -11,6 +11,17 @@ from lightning_motif.data.token_dataset import TOKENIZER
 
 GENERATION_CONFIG = "generation_config.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+
+
+def folder_chat_template(config: dict, folder: Path) -> str | None:
+    """A tokenizer folder's chat template: tokenizer_config.json's ``chat_template``, else chat_template.jinja (as
+    newer ``transformers`` versions save it)."""
+    template = config.get("chat_template")
+    if isinstance(template, str) and template:
+        return template
+    jinja = folder / CHAT_TEMPLATE_FILE
+    return jinja.read_text() if jinja.is_file() else None
 
 
 def token_text(value) -> str | None:
@@ -33,7 +44,7 @@ class TextTokenizer:
             raise ConfigError("tokenizer", field, str(path), f"cannot be read as a tokenizer.json ({error})") from error
         config = json.loads((folder / TOKENIZER_CONFIG).read_text()) if (folder / TOKENIZER_CONFIG).is_file() else {}
         generation = json.loads((folder / GENERATION_CONFIG).read_text()) if (folder / GENERATION_CONFIG).is_file() else {}
-        self.chat_template: str | None = config.get("chat_template")
+        self.chat_template: str | None = folder_chat_template(config, folder)
         self.special = {key: token_text(config.get(key)) for key in ("bos_token", "eos_token")}
         eos = {self.tokenizer.token_to_id(self.special["eos_token"])} if self.special["eos_token"] else set()
         from_generation = generation.get("eos_token_id", [])

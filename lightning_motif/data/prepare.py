@@ -51,7 +51,7 @@ from lightning_motif.data.sources import (
     work_items,
 )
 from lightning_motif.data.token_dataset import LENGTHS, MANIFEST, TOKENIZER, TOKENIZER_COMPANIONS, Manifest
-from lightning_motif.text import TextTokenizer, token_text
+from lightning_motif.text import TextTokenizer, folder_chat_template, token_text
 
 PART_RECORD = ".motif-part.json"
 TOKENIZER_RECIPE = ".tokenizer-recipe.json"
@@ -430,7 +430,9 @@ def _chat_template(config: PrepareConfig, choice: _TokenizerChoice) -> tuple[str
     settings = choice.companions.get("tokenizer_config.json")
     folder_config = json.loads(settings.read_text()) if settings else {}
     special = {key: token_text(folder_config.get(key)) for key in ("bos_token", "eos_token")}
-    template = CHATML if config.chat_template == "chatml" else config.chat_template or folder_config.get("chat_template")
+    folder = Path(config.tokenizer).expanduser() if config.tokenizer else None
+    template = CHATML if config.chat_template == "chatml" else config.chat_template or (
+        folder_chat_template(folder_config, folder) if folder is not None and folder.is_dir() else None)
     if not isinstance(template, str) or not template:
         raise config.fail("chat_template", config.chat_template, "chat domains need a template: set chat_template: "
                           "chatml (built in), or give a tokenizer folder whose tokenizer_config.json has one")

@@ -111,3 +111,27 @@ def test_an_epoch_too_small_for_one_step_is_refused_by_name(chat_dataset):
     module = SFTDataModule(str(root / "data"), seq_len=64, rows_per_step=10_000)
     with pytest.raises(ConfigError, match="^SFTDataModule.rows_per_step = 10000: an epoch packs into only"):
         stream(module, 0, 1)
+
+
+def test_the_tokenizer_folders_own_template_renders_the_chat_domain(tmp_path):
+    """No chat_template set: the tokenizer folder's template is used, here from chat_template.jinja (as newer
+    transformers versions save it), with the folder's bos/eos tokens."""
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    folder = tmp_path / "tokenizer"
+    folder.mkdir()
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer, tokenizer.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    tokenizer.train_from_iterator([json.dumps(conversation(i)) for i in range(50)], trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}))
+    (folder / "chat_template.jinja").write_text(
+        "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'assistant' %}{{ m['content'] }}{{ eos_token }}"
+        "{% else %}[{{ m['content'] }}]{% endif %}{% endfor %}")
+    (tmp_path / "chat.jsonl").write_text("\n".join(json.dumps(conversation(i)) for i in range(30)) + "\n")
+    prepare(PrepareConfig(output_dir=str(tmp_path / "data"), tokenizer=str(folder), val_fraction=0.0, verbose=False,
+                          num_workers=1, domains={"math": DomainSource(paths=[str(tmp_path / "chat.jsonl")], format="chat")}))
+    ids, trained = decode_conversation(np.asarray(StreamingDataset(str(tmp_path / "data" / "train" / "math"))[1]))
+    assert tokenizer.decode(ids.tolist(), skip_special_tokens=False) == "<s>[What is 1 + 1?]1 + 1 = 2.</s>"
+    assert tokenizer.decode(ids[trained].tolist(), skip_special_tokens=False) == "1 + 1 = 2.</s>"
