@@ -107,7 +107,7 @@ def test_fit_with_muonclip_logs_logits_and_trains(tmp_path, corpus_cache):
 def test_help_lists_the_subcommands_that_work_with_documented_fields(tmp_path):
     result = run_motif(["--help"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "{fit,validate,test,prepare,convert,generate,eval,ablate}" in result.stdout and "predict" not in result.stdout
+    assert "{fit,validate,test,prepare,convert,generate,eval,sft,ablate}" in result.stdout and "predict" not in result.stdout
     assert "args parameter is intended" not in result.stderr  # LightningCLI's warning when given args twice
     fit_help = run_motif_in_process(["fit", "--help"], tmp_path).stdout
     assert "--model.transformer.norm_kernel {auto,triton,reference}" in fit_help  # choices of Literal fields
