@@ -19,8 +19,8 @@ def remember_batch(self, batch, batch_idx):
     return training_step(self, batch, batch_idx)
 
 
-def nan_in_chosen_batches(self, windows):
-    loss = loss_sum(self, windows)
+def nan_in_chosen_batches(self, windows, *packed):
+    loss = loss_sum(self, windows, *packed)
     return loss * float("nan") if self.training and getattr(self, "nan_batch", False) else loss
 
 
