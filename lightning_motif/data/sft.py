@@ -94,7 +94,8 @@ def stack_rows(rows: list[PackedRow], pad_id: int) -> dict[str, torch.Tensor]:
 
 
 class SFTEvalDataset(IterableDataset):
-    """A held-out split's conversations in stored order, packed, in batches of ``rows`` rows."""
+    """A held-out split's conversations in stored order, packed, in batches of ``rows`` rows. Every rank scores
+    all of them (a held-out split is small, and no rank is ever left without a batch to reduce)."""
 
     def __init__(self, domain_dir: str, seq_len: int, rows: int, pad_id: int) -> None:
         super().__init__()
@@ -175,7 +176,7 @@ class SFTDataModule(L.LightningDataModule):
             check("seq_len", self.seq_len, self.manifest.vocab_size)
         require(self.pad_id < self.manifest.vocab_size, self, "pad_id",
                 f"outside the tokenizer's {self.manifest.vocab_size} tokens: use one of its ids")
-        self.train_domains  # noqa: B018 - refuses unknown or non-chat domains
+        require(bool(self.train_domains), self, "domains", "name at least one chat domain")
 
     @staticmethod
     def check_max_steps(max_steps: int) -> None:
@@ -205,8 +206,9 @@ class SFTDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=None, num_workers=self.num_workers)
 
     def val_dataloader(self) -> list[DataLoader]:
+        # in the training process: loader workers would each replay the whole split
         return [DataLoader(SFTEvalDataset(self._dir("val", d), self.seq_len, self.val_batch_rows, self.pad_id),
-                           batch_size=None, num_workers=self.num_workers) for d in self.val_domains]
+                           batch_size=None) for d in self.val_domains]
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         """Advance the data position past each training batch as it reaches the training step."""
