@@ -2,6 +2,7 @@
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -10,9 +11,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.distributed import ReduceOp
 
+from components.documents import segments
 from components.model_size import model_size
 from lightning_motif.callbacks.cadence import logging_step
-from lightning_motif.data.batch import step_tokens
+from lightning_motif.data.batch import is_packed_sft, step_tokens
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "H20": 148e12, "A100": 312e12, "L40S": 362e12, "B200": 2250e12}
 """Dense bf16 tensor-core peaks (vendor datasheets, without sparsity), matched against the CUDA device name."""
@@ -25,6 +27,15 @@ def peak_flops(device: torch.device) -> float | None:
     name = torch.cuda.get_device_name(device)
     matches = [key for key in PEAK_BF16_FLOPS if key in name]
     return PEAK_BF16_FLOPS[max(matches, key=len)] if matches else None
+
+
+def step_model_flops(batch: dict | torch.Tensor, flops_per_token: Callable[[int], float]) -> float:
+    """Model FLOPs of a training step's batch: each window at its length, or in packed SFT rows each sample at its
+    own length (its attention spans that sample only; padding counts as a sample, since it is computed)."""
+    windows, _ = step_tokens(batch)
+    if not is_packed_sft(batch):
+        return windows.shape[0] * (windows.shape[1] - 1) * flops_per_token(windows.shape[1] - 1)
+    return sum((end - start) * flops_per_token(end - start) for row in segments(batch["documents"]) for start, end in row)
 
 
 @dataclass(frozen=True)
@@ -65,7 +76,9 @@ class TokenThroughputMonitor(Callback):
     ``model/non_embedding_parameters`` and ``model/flops_per_token`` (training FLOPs at the longest sequence;
     ``components.model_size`` says how they are counted).
 
-    Rates are averaged over the last ``window`` logging points (``RateWindow``), logged from the second point on;
+    Model FLOPs follow ``step_model_flops`` (packed SFT rows: each sample at its own length, since its attention
+    spans only that sample). Rates are averaged over the last ``window`` logging points (``RateWindow``), logged
+    from the second point on;
     the device is synchronised only at those points. A step's windows (sequences, seq_len + 1) train on sequences * seq_len tokens.
     """
 
@@ -105,9 +118,8 @@ class TokenThroughputMonitor(Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         windows, _ = step_tokens(batch)
         self._steps += 1
-        tokens = windows.shape[0] * (windows.shape[1] - 1)
-        self._tokens += tokens
-        self._flops += tokens * self._flops_per_token(windows.shape[1] - 1)
+        self._tokens += windows.shape[0] * (windows.shape[1] - 1)
+        self._flops += step_model_flops(batch, self._flops_per_token)
         step = logging_step(trainer)
         if step is None:
             return

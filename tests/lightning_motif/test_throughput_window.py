@@ -1,8 +1,11 @@
-"""The dashboard's rate window: rates from the second logging point on, over at most ``size`` points."""
+"""The dashboard's rate window (rates from the second logging point on, over at most ``size`` points) and the
+model FLOPs it counts per step (packed SFT rows: each sample at its own length)."""
 
 import pytest
+import torch
 
-from lightning_motif.callbacks.throughput import RateWindow, TokenThroughputMonitor
+from components.documents import PackedDocuments
+from lightning_motif.callbacks.throughput import RateWindow, TokenThroughputMonitor, step_model_flops
 
 
 def test_rates_start_at_the_second_point_and_span_the_last_points():
@@ -19,3 +22,14 @@ def test_rates_start_at_the_second_point_and_span_the_last_points():
 def test_a_window_that_spans_no_interval_is_refused_by_name(size):
     with pytest.raises(ValueError, match="window: .* use 2 or more"):
         TokenThroughputMonitor(window=size)
+
+
+def test_a_steps_flops_count_each_packed_sample_at_its_own_length():
+    def flops_per_token(length):
+        return 1000 + length  # the attention share grows with the context
+
+    windows = torch.zeros(2, 17, dtype=torch.long)
+    assert step_model_flops({"tokens": windows, "micro_batch_size": 1}, flops_per_token) == 2 * 16 * (1000 + 16)
+    documents = PackedDocuments.from_lengths([[5, 7, 4], [16]]).ids
+    packed = {"tokens": windows, "micro_batch_size": 1, "targets": torch.zeros(2, 16), "documents": documents}
+    assert step_model_flops(packed, flops_per_token) == sum(n * (1000 + n) for n in (5, 7, 4, 16))
