@@ -9,7 +9,7 @@ neither guard on nor recompile for a new packing. Attention runs causally over e
 """
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import torch
 
@@ -20,8 +20,10 @@ def sample_starts(ids: torch.Tensor) -> torch.Tensor:
     return torch.cat([first, ids[:, 1:] != ids[:, :-1]], dim=1)
 
 
+@lru_cache(maxsize=1)
 def segments(ids: torch.Tensor) -> list[list[tuple[int, int]]]:
-    """Per row of sample ids, the (start, end) token range of each sample, in order (read from the device)."""
+    """Per row of sample ids, the (start, end) token range of each sample, in order. Read from the device once per
+    ids tensor (a tensor hashes by identity): every attention of a forward asks for the same one."""
     seq = ids.shape[1]
     rows = []
     for starts in sample_starts(ids).cpu().tolist():

@@ -22,7 +22,7 @@ import torch
 from components.config_error import ConfigError
 from components.generation import SamplingConfig, cast_for_inference, generate
 from components.model import MotifForCausalLM
-from lightning_motif.data.chat import CHATML
+from lightning_motif.data.chat import template_named
 from lightning_motif.initialization import load_weights, materialize
 from lightning_motif.interop.weights import check_weights, open_weights
 from lightning_motif.text import TextTokenizer
@@ -86,7 +86,7 @@ def _prompts(config: GenerateConfig, tokenizer: TextTokenizer) -> list[str]:
     if not records:
         raise ConfigError("GenerateConfig", "prompt", [], "give --prompt text (repeatable) or --prompts_file")
     texts = []
-    template = CHATML if config.chat_template == "chatml" else config.chat_template
+    template = template_named(config.chat_template)
     for record in records:
         if "messages" in record:
             texts.append(tokenizer.apply_chat_template(record["messages"], template=template))

@@ -78,8 +78,8 @@ class TokenThroughputMonitor(Callback):
 
     Model FLOPs follow ``step_model_flops`` (packed SFT rows: each sample at its own length, since its attention
     spans only that sample). Rates are averaged over the last ``window`` logging points (``RateWindow``), logged
-    from the second point on;
-    the device is synchronised only at those points. A step's windows (sequences, seq_len + 1) train on sequences * seq_len tokens.
+    from the second point on; the device is synchronised only at those points. A step's windows (sequences,
+    seq_len + 1) train on sequences * seq_len tokens.
     """
 
     def __init__(self, window: int = 5, peak_flops: float | None = None) -> None:

@@ -31,6 +31,23 @@ class ChatSample:
     ids: np.ndarray
     trained: np.ndarray
 
+    def stored(self) -> np.ndarray:
+        """The one int32 array a chat dataset keeps: an assistant's (trained) token as its id t >= 0, every other
+        token as -(t + 1)."""
+        return np.where(self.trained, self.ids, -self.ids - 1).astype(np.int32)
+
+
+def decode_conversation(stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(token ids, trained mask) of a conversation in its stored form (``ChatSample.stored``)."""
+    trained = stored >= 0
+    return np.where(trained, stored, -stored - 1), trained
+
+
+def template_named(name: str | None) -> str | None:
+    """A ``chat_template`` setting as a template: "chatml" is the built-in ``CHATML``; anything else is a Jinja
+    template itself (None: none given)."""
+    return CHATML if name == "chatml" else name
+
 
 def valid_messages(messages: object, counts: Counter) -> list[dict] | None:
     """A record's messages (its ``messages`` field), or None (counted by reason: ``missing_field``,

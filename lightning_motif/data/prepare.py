@@ -36,7 +36,7 @@ from litdata.streaming.item_loader import TokensLoader
 from tqdm import tqdm
 
 from components.config_error import ConfigError
-from lightning_motif.data.chat import CHATML, CHATML_MARKERS, ChatRenderer
+from lightning_motif.data.chat import CHATML_MARKERS, ChatRenderer, template_named
 from lightning_motif.data.sources import (
     FIELD_PROBE_RECORDS,
     REPLACED_BYTES,
@@ -235,8 +235,8 @@ class _TokenizeItem:
             document_key(item, position), self.seed, self.val_fraction, self.test_fraction) == self.part.split
 
     def _conversations(self, item: WorkItem, counts: Counter) -> list[np.ndarray]:
-        """Each kept conversation's tokens, an assistant's (trained) token as its id t >= 0 and every other token
-        as -(t + 1) (``decode_conversation``); no EOS (a conversation is a sample of its own)."""
+        """Each kept conversation in its stored form (``ChatSample.stored``); no EOS (a conversation is a sample
+        of its own)."""
         tokenizer = TextTokenizer(self.tokenizer_path)
         tokenizer.special = dict(self.special_tokens or {})
         render = ChatRenderer(tokenizer, self.chat_template)
@@ -248,7 +248,7 @@ class _TokenizeItem:
                 except Exception:  # a template that refuses a record (raise_exception) or renders no turns
                     counts["template_error"] += 1
                     continue
-                samples.append(np.where(sample.trained, sample.ids, -sample.ids - 1).astype(np.int32))
+                samples.append(sample.stored())
         return samples
 
     def __call__(self, indexed: tuple[int, WorkItem]) -> dict:
@@ -270,12 +270,6 @@ class _TokenizeItem:
             counts, replaced = Counter(), 0  # the train part reads the same records and reports them once
         return {"path": path, "documents": len(ids), "tokens": int(sum(len(x) for x in ids)),
                 "skipped": dict(counts), "replaced_bytes": replaced}
-
-
-def decode_conversation(stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(token ids, trained mask) of a conversation as a chat part stores it."""
-    trained = stored >= 0
-    return np.where(trained, stored, -stored - 1), trained
 
 
 def _documents_of(path: str) -> Iterator[torch.Tensor]:
@@ -431,7 +425,7 @@ def _chat_template(config: PrepareConfig, choice: _TokenizerChoice) -> tuple[str
     folder_config = json.loads(settings.read_text()) if settings else {}
     special = {key: token_text(folder_config.get(key)) for key in ("bos_token", "eos_token")}
     folder = Path(config.tokenizer).expanduser() if config.tokenizer else None
-    template = CHATML if config.chat_template == "chatml" else config.chat_template or (
+    template = template_named(config.chat_template) or (
         folder_chat_template(folder_config, folder) if folder is not None and folder.is_dir() else None)
     if not isinstance(template, str) or not template:
         raise config.fail("chat_template", config.chat_template, "chat domains need a template: set chat_template: "

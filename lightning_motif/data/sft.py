@@ -18,9 +18,8 @@ from litdata import StreamingDataset
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from components.config_error import ConfigError, require
-from lightning_motif.data.chat import ChatSample
+from lightning_motif.data.chat import ChatSample, decode_conversation
 from lightning_motif.data.packing import PackedRow, build_row, pack_lengths
-from lightning_motif.data.prepare import decode_conversation
 from lightning_motif.data.token_dataset import LENGTHS, Manifest, verify_shards
 
 
@@ -28,7 +27,7 @@ class SFTPlan:
     """Which conversations (domain index, sample index) fill each row of each step."""
 
     def __init__(self, lengths: list[np.ndarray], seq_len: int, rows_per_step: int, seed: int) -> None:
-        self.lengths, self.seq_len, self.rows_per_step, self.seed = lengths, seq_len, rows_per_step, seed
+        self.seq_len, self.rows_per_step, self.seed = seq_len, rows_per_step, seed
         self.samples = np.concatenate([np.stack([np.full(len(x), d), np.arange(len(x))], 1)
                                        for d, x in enumerate(lengths)]) if lengths else np.zeros((0, 2), np.int64)
         self.flat_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)

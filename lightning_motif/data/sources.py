@@ -160,30 +160,25 @@ def read_conversations(item: WorkItem, messages_field: str, skipped: Counter) ->
     ``skipped`` (``invalid_utf8``, ``invalid_json``, and the reasons of ``chat.valid_messages``)."""
     from lightning_motif.data.chat import valid_messages
 
-    if item.kind == "jsonl":
-        for position, value in _jsonl_fields(item, messages_field, skipped):
-            messages = valid_messages(value, skipped)
-            if messages is not None:
-                yield position, messages
-    else:
-        import pyarrow.parquet as pq
-
-        table = pq.ParquetFile(item.path).read_row_group(item.start)
-        column = table.column(messages_field).to_pylist() if messages_field in table.column_names else [None] * table.num_rows
-        for row, value in enumerate(column):
-            messages = valid_messages(value, skipped)
-            if messages is not None:
-                yield item.start * (1 << 32) + row, messages
+    fields = _jsonl_fields if item.kind == "jsonl" else _parquet_fields
+    for position, value in fields(item, messages_field, skipped):
+        messages = valid_messages(value, skipped)
+        if messages is not None:
+            yield position, messages
 
 
-def _read_parquet(item: WorkItem, text_field: str, skipped: Counter) -> Iterator[tuple[int, str]]:
+def _parquet_fields(item: WorkItem, field: str, skipped: Counter) -> Iterator[tuple[int, object]]:
+    """(position, value of ``field`` or None) of each row of ``item``'s row group."""
     import pyarrow.parquet as pq
 
     table = pq.ParquetFile(item.path).read_row_group(item.start)
-    if text_field not in table.column_names:
-        skipped["missing_field"] += table.num_rows
-        return
-    for row, text in enumerate(table.column(text_field).to_pylist()):
+    column = table.column(field).to_pylist() if field in table.column_names else [None] * table.num_rows
+    for row, value in enumerate(column):
+        yield item.start * (1 << 32) + row, value
+
+
+def _read_parquet(item: WorkItem, text_field: str, skipped: Counter) -> Iterator[tuple[int, str]]:
+    for position, text in _parquet_fields(item, text_field, skipped):
         if isinstance(text, bytes):
             try:
                 text = text.decode("utf-8")
@@ -195,7 +190,7 @@ def _read_parquet(item: WorkItem, text_field: str, skipped: Counter) -> Iterator
         elif not text.strip():
             skipped["empty"] += 1
         else:
-            yield item.start * (1 << 32) + row, text
+            yield position, text
 
 
 def decode_replacing(data: bytes) -> tuple[str, int]:

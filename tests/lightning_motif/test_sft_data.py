@@ -11,7 +11,8 @@ from tokenizers import Tokenizer
 
 from components.config_error import ConfigError
 from lightning_motif.data.packing import pack_lengths
-from lightning_motif.data.prepare import DomainSource, PrepareConfig, decode_conversation, prepare
+from lightning_motif.data.chat import decode_conversation
+from lightning_motif.data.prepare import DomainSource, PrepareConfig, prepare
 from lightning_motif.data.sft import SFTDataModule, SFTDataset
 
 CONVERSATIONS = 120
