@@ -26,6 +26,7 @@ import yaml
 from components.config_error import ConfigError
 from components.generation import SamplingConfig
 from lightning_motif.ablation.runner import motif_command
+from lightning_motif.data.chat import CHATML_MARKERS
 from lightning_motif.data.demo_chat import write_demo_chat, write_demo_task
 from lightning_motif.data.prune import PruneConfig, prune
 from lightning_motif.evaluate import EvalConfig
@@ -189,14 +190,14 @@ def _run_stage(config: SFTChainConfig, stage: SFTStage, folder: Path, start_from
         args += ["--model.init_weights_from", str(start_from)]
     print(f"[sft] {stage.name}: motif fit (log: {log})", flush=True)
     _run(args, log)
-    checkpoint = _final_checkpoint(folder)
+    checkpoint, tokenizer = _final_checkpoint(folder), _tokenizer(stage)
     generations = generate(GenerateConfig(
-        checkpoint=str(checkpoint), tokenizer=_tokenizer(stage), prompt=list(config.prompts), chat=True,
+        checkpoint=str(checkpoint), tokenizer=tokenizer, prompt=list(config.prompts), chat=True,
         chat_template=config.chat_template, sampling=SamplingConfig(max_new_tokens=config.max_new_tokens),
-        stop=["<|im_end|>"] if config.chat_template == "chatml" else []))
+        stop=list(CHATML_MARKERS[1:]) if config.chat_template == "chatml" else []))  # ChatML's end of turn
     scores = {}
     if config.eval_tasks:
-        scores = evaluate(EvalConfig(checkpoint=str(checkpoint), tokenizer=_tokenizer(stage), tasks=list(config.eval_tasks),
+        scores = evaluate(EvalConfig(checkpoint=str(checkpoint), tokenizer=tokenizer, tasks=list(config.eval_tasks),
                                      include_path=config.eval_include_path, limit=config.eval_limit,
                                      output=str(folder / "eval.json")))["tasks"]
     _log_results(folder, generations, scores)
