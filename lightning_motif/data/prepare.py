@@ -325,6 +325,13 @@ class _TokenizerChoice:
     def sha256(self) -> str:
         return _sha256(self.path)
 
+    def discard(self) -> None:
+        """Remove the staged files (the dataset's own tokenizer, when up to date, stays)."""
+        if self.staged:
+            self.path.unlink(missing_ok=True)
+            for path in self.companions.values():
+                path.unlink(missing_ok=True)
+
     def commit(self, output: Path) -> None:
         if not self.staged:
             return
@@ -403,16 +410,21 @@ def _choose_tokenizer(config: PrepareConfig, parts: list[_Part], output: Path) -
             markers = CHATML_MARKERS if config.chat_template == "chatml" and any(p.chat for p in parts) else ()
             tokenizer = train_bpe_tokenizer(_training_texts(config, parts), config.vocab_size, eos_token, staged, markers)
             choice = _TokenizerChoice(staged, tokenizer, -1, staged=True, recipe=recipe)
-    eos = choice.tokenizer.token_to_id(eos_token)
-    if eos is None:
-        raise config.fail("eos_token", eos_token, "not in the tokenizer's vocabulary: set eos_token to one of its special tokens")
-    vocab_size = choice.tokenizer.get_vocab_size()
-    if config.model_vocab_size is not None and vocab_size > config.model_vocab_size:
-        raise config.fail("model_vocab_size", config.model_vocab_size,
-                          f"the tokenizer has {vocab_size} tokens: use a model with vocab_size >= {vocab_size}")
-    choice.eos = eos
-    if any(part.chat for part in parts):
-        choice.chat_template, choice.special_tokens = _chat_template(config, choice)
+    try:  # a refused tokenizer leaves nothing staged behind
+        eos = choice.tokenizer.token_to_id(eos_token)
+        if eos is None:
+            raise config.fail("eos_token", eos_token,
+                              "not in the tokenizer's vocabulary: set eos_token to one of its special tokens")
+        vocab_size = choice.tokenizer.get_vocab_size()
+        if config.model_vocab_size is not None and vocab_size > config.model_vocab_size:
+            raise config.fail("model_vocab_size", config.model_vocab_size,
+                              f"the tokenizer has {vocab_size} tokens: use a model with vocab_size >= {vocab_size}")
+        choice.eos = eos
+        if any(part.chat for part in parts):
+            choice.chat_template, choice.special_tokens = _chat_template(config, choice)
+    except BaseException:
+        choice.discard()
+        raise
     return choice
 
 
@@ -572,10 +584,7 @@ def prepare(config: PrepareConfig) -> Manifest:
     finally:
         for partial in staged.values():  # left only when something failed before the commit
             shutil.rmtree(partial, ignore_errors=True)
-        if tokenizer.staged:
-            tokenizer.path.unlink(missing_ok=True)
-            for path in tokenizer.companions.values():
-                path.unlink(missing_ok=True)
+        tokenizer.discard()
     for split, by_domain in manifest.tokens.items():
         for domain, tokens in by_domain.items():
             skipped, replaced = manifest.skipped[split][domain], manifest.replaced_bytes[split][domain]

@@ -2,6 +2,7 @@
 work) and SFTDataModule's packed stream (exact resume, ranks, epochs)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,6 +71,28 @@ def test_a_chat_domain_without_a_usable_template_is_refused_by_name(tmp_path, ch
     with pytest.raises(ConfigError, match=f"^PrepareConfig.{field} = "):
         prepare(PrepareConfig(**{**config, **change}))
     assert not (tmp_path / "data" / "manifest.json").exists()
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (none when it does not exist), by path: its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("previous", [False, True], ids=["new-folder", "previous-dataset"])
+def test_a_template_refused_after_training_leaves_the_output_folder_as_it_was(tmp_path, previous):
+    """The BPE is trained (and staged beside the dataset) before the template is checked: the refusal removes it
+    again, whether the folder was new or held a dataset (kept, byte for byte)."""
+    (tmp_path / "chat.jsonl").write_text("\n".join(json.dumps(conversation(i)) for i in range(20)) + "\n")
+    out = tmp_path / "data"
+    config = dict(output_dir=str(out), vocab_size=300, val_fraction=0.0, num_workers=1, verbose=False,
+                  domains={"math": DomainSource(paths=[str(tmp_path / "chat.jsonl")], format="chat")})
+    if previous:
+        prepare(PrepareConfig(**config, chat_template="chatml"))
+    before = files(out)
+    assert ("manifest.json" in before) == previous
+    with pytest.raises(ConfigError, match=r"^PrepareConfig.chat_template = None: chat domains need a template"):
+        prepare(PrepareConfig(**config, chat_template=None))  # a new recipe: the BPE is retrained, then refused
+    assert files(out) == before
 
 
 def test_a_text_file_in_a_chat_domain_is_refused_before_any_work(tmp_path):
