@@ -4,11 +4,12 @@ import torch
 from torch import nn
 
 from kernels.add_rmsnorm import add_rmsnorm
+from kernels.precision import widened
 
 
 def rms_normalize(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """N(u) = u / sqrt(mean(u^2 over the last dim) + eps), computed in fp32 and returned in fp32."""
-    x = x.float()
+    """N(u) = u / sqrt(mean(u^2 over the last dim) + eps), computed and returned in fp32 (fp64 for fp64 input)."""
+    x = widened(x)
     return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps)
 
 
@@ -35,4 +36,4 @@ class RMSNorm(nn.Module):
         """weight * N(x), or (weight * N(x + residual), x + residual) when ``residual`` is given."""
         if residual is not None:
             return add_rmsnorm(x, residual, self.weight, self.eps, impl=self.kernel)
-        return (rms_normalize(x, self.eps) * self.weight.float()).to(x.dtype)
+        return (rms_normalize(x, self.eps) * widened(self.weight)).to(x.dtype)

@@ -2,6 +2,8 @@
 
 import torch
 
+from kernels.precision import widened
+
 
 def rotary_cos_sin(
     seq_len: int, head_dim: int, theta: float, device: torch.device
@@ -27,7 +29,7 @@ def rotary_at(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[tor
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate x of shape (batch, seq, heads, head_dim): x * cos + rotate_half(x) * sin, in fp32; cos and sin
     are (seq, head_dim) tables, or (batch, seq, head_dim) when rows sit at different positions."""
-    x32 = x.float()
+    x32 = widened(x)
     first, second = x32.chunk(2, dim=-1)
     rotated = torch.cat([-second, first], dim=-1)
     cos, sin = (cos[None, :, None, :], sin[None, :, None, :]) if cos.ndim == 2 else (cos[:, :, None, :], sin[:, :, None, :])

@@ -13,14 +13,15 @@ import triton
 import triton.language as tl
 
 from kernels.launch import persistent_programs, use_triton
+from kernels.precision import widened
 
 
 def add_rmsnorm_reference(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
                           eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(y, h) with h = x + residual in x's dtype and y = weight * RMSNorm(h), statistics in fp32."""
     h = x + residual
-    h32 = h.float()
-    y = h32 * torch.rsqrt(h32.pow(2).mean(dim=-1, keepdim=True) + eps) * weight.float()
+    h32 = widened(h)
+    y = h32 * torch.rsqrt(h32.pow(2).mean(dim=-1, keepdim=True) + eps) * widened(weight)
     return y.to(x.dtype), h
 
 

@@ -17,15 +17,17 @@ import triton
 import triton.language as tl
 
 from kernels.launch import persistent_programs, use_triton
+from kernels.precision import compute_dtype
 
 
 def differential_combine_reference(signal: torch.Tensor, noise: torch.Tensor, lam: torch.Tensor,
                                    weight: torch.Tensor, eps: float) -> torch.Tensor:
     """signal (B, S, G * r, D), noise (B, S, G, D) -> (B, S, G * r * D) in signal's dtype, computed in fp32."""
     ratio = signal.shape[2] // noise.shape[2]
-    difference = signal.float() - lam.float() * noise.float().repeat_interleave(ratio, dim=2)
+    dtype = compute_dtype(signal)
+    difference = signal.to(dtype) - lam.to(dtype) * noise.to(dtype).repeat_interleave(ratio, dim=2)
     normalised = difference * torch.rsqrt(difference.pow(2).mean(-1, keepdim=True) + eps)
-    return (normalised * weight.float()).to(signal.dtype).flatten(2)
+    return (normalised * weight.to(dtype)).to(signal.dtype).flatten(2)
 
 
 @triton.jit

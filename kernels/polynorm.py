@@ -22,21 +22,22 @@ import triton
 import triton.language as tl
 
 from kernels.launch import use_triton
+from kernels.precision import widened
 
 
 def polynorm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
                        up: torch.Tensor | None = None) -> torch.Tensor:
     """PolyNorm in fp32 (times ``up`` when given), returned in x's dtype. ``weight`` has 3 entries (for x^3,
     x^2, x), ``bias`` one."""
-    x32 = x.float()
-    w = weight.float()
+    x32 = widened(x)
+    w = widened(weight)
 
     def normalize(u: torch.Tensor) -> torch.Tensor:
         return u * torch.rsqrt(u.pow(2).mean(dim=-1, keepdim=True) + eps)
 
-    y = w[0] * normalize(x32.pow(3)) + w[1] * normalize(x32.pow(2)) + w[2] * normalize(x32) + bias.float()
+    y = w[0] * normalize(x32.pow(3)) + w[1] * normalize(x32.pow(2)) + w[2] * normalize(x32) + widened(bias)
     if up is not None:
-        y = y * up.float()
+        y = y * widened(up)
     return y.to(x.dtype)
 
 

@@ -21,6 +21,7 @@ from torch import nn
 from components.attention.base import Attention, AttentionConfig
 from components.norms import RMSNorm
 from kernels.differential_combine import differential_combine
+from kernels.precision import compute_dtype, widened
 
 LAMBDA_VECTOR_STD = 0.1
 LambdaInitSchedule = Literal["motif", "diff_transformer"]
@@ -58,8 +59,9 @@ class DifferentialAttentionBase(Attention):
         self.layer_idx = layer_idx
         self.lambda_init_schedule = config.lambda_init_schedule
         # a tensor, not a Python float: torch.compile guards on float attributes, so a float that differs per
-        # layer would compile every block separately; not persistent, so state dicts keep the checkpoint's names
-        self.register_buffer("lambda_init", torch.empty((), dtype=torch.float32), persistent=False)
+        # layer would compile every block separately; fp32 (fp64 in a model built under an fp64 default dtype);
+        # not persistent, so state dicts keep the checkpoint's names
+        self.register_buffer("lambda_init", torch.empty((), dtype=compute_dtype(torch.empty(()))), persistent=False)
         self.lambda_q1 = nn.Parameter(torch.empty(self.head_dim, dtype=torch.float32))
         self.lambda_k1 = nn.Parameter(torch.empty(self.head_dim, dtype=torch.float32))
         self.lambda_q2 = nn.Parameter(torch.empty(self.head_dim, dtype=torch.float32))
@@ -74,8 +76,8 @@ class DifferentialAttentionBase(Attention):
 
     def lambda_value(self) -> torch.Tensor:
         """lambda = exp(lq1 . lk1) - exp(lq2 . lk2) + lambda_init, an fp32 scalar."""
-        first = torch.exp(torch.sum(self.lambda_q1.float() * self.lambda_k1.float()))
-        second = torch.exp(torch.sum(self.lambda_q2.float() * self.lambda_k2.float()))
+        first = torch.exp(torch.sum(widened(self.lambda_q1) * widened(self.lambda_k1)))
+        second = torch.exp(torch.sum(widened(self.lambda_q2) * widened(self.lambda_k2)))
         return first - second + self.lambda_init
 
     def combine(self, signal: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
