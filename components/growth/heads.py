@@ -27,6 +27,7 @@ from components.attention import (
     GroupedDifferentialAttentionConfig,
     GroupedQueryAttentionConfig,
 )
+from components.attention.differential_base import DifferentialConfig
 from components.config_error import ConfigError
 
 
@@ -90,18 +91,18 @@ def head_map(source: AttentionConfig, target: AttentionConfig) -> HeadMap:
     if source.head_dim != target.head_dim:
         raise _refuse(source, target, f"head_dim {source.head_dim} -> {target.head_dim}: heads are copied whole, "
                                       "so the target keeps the source's head_dim")
-    if getattr(source, "subln_eps", None) != getattr(target, "subln_eps", None):
-        raise _refuse(source, target, f"subln_eps {getattr(source, 'subln_eps', None)} -> "
-                                      f"{getattr(target, 'subln_eps', None)}: the sub-norm's eps must stay the same")
     d = source.head_dim
-    if isinstance(target, GroupedDifferentialAttentionConfig) or (
-            isinstance(target, DifferentialAttentionConfig) and _grouped(source) and _grouped(target)):
-        if _grouped(source) is None:
-            raise _refuse(source, target, "a GDA group has one noise head and one (k1, k2) pair: the source needs "
-                                          "the same (plain differential with num_kv_heads == num_heads, or GDA)")
-        return _grouped_map(_grouped(source), _grouped(target), source, target)
-    if type(source) is not type(target):
+    grouped = isinstance(target, GroupedDifferentialAttentionConfig) or (_grouped(source) and _grouped(target))
+    if grouped and _grouped(source) is None:
+        raise _refuse(source, target, "a GDA group has one noise head and one (k1, k2) pair: the source needs the "
+                                      "same (plain differential with num_kv_heads == num_heads, or GDA)")
+    if not grouped and type(source) is not type(target):
         raise _refuse(source, target, "grow within one attention kind, or from differential to grouped differential")
+    if isinstance(source, DifferentialConfig) and source.subln_eps != target.subln_eps:
+        raise _refuse(source, target, f"subln_eps {source.subln_eps} -> {target.subln_eps}: the sub-norm's eps "
+                                      "must stay the same")
+    if grouped:
+        return _grouped_map(_grouped(source), _grouped(target), source, target)
     m = _multiple(target.num_heads, source.num_heads, "heads", source, target)
     if target.num_kv_heads != m * source.num_kv_heads:
         raise _refuse(source, target, f"num_kv_heads {source.num_kv_heads} -> {target.num_kv_heads}: key/value heads "

@@ -46,13 +46,13 @@ def test_the_2_6b_preset_is_the_inferred_released_layout():
     assert {k: config[k] for k in ("hidden_size", "num_hidden_layers", "intermediate_size", "num_noise_heads",
                                    "num_attention_heads", "num_key_value_heads", "head_dim", "vocab_size",
                                    "tie_word_embeddings")} == {
-        "hidden_size": 2048, "num_hidden_layers": 32, "intermediate_size": 8192, "num_noise_heads": 16,
-        "num_attention_heads": 32, "num_key_value_heads": 32, "head_dim": 128, "vocab_size": 219520,
+        "hidden_size": 2048, "num_hidden_layers": 32, "intermediate_size": 8192, "num_noise_heads": 8,
+        "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 128, "vocab_size": 219520,
         "tie_word_embeddings": True}
     assert from_config_json(config) == preset
     shapes = {name: shape for name, (shape, _) in expected_tensors(preset).items()}
-    assert shapes["model.layers.0.self_attn.q_proj.weight"] == (2 * 16 * 128, 2048)  # 16 (signal, noise) pairs
-    assert shapes["model.layers.0.self_attn.o_proj.weight"] == (2048, 16 * 256)
+    assert shapes["model.layers.0.self_attn.q_proj.weight"] == (2 * 8 * 128, 2048)  # 8 (signal, noise) pairs
+    assert shapes["model.layers.0.self_attn.o_proj.weight"] == (2048, 8 * 256)
 
 
 SMALL = dict(hidden=48, ffn=80, noise_heads=2, ratio=4, head_dim=8, vocab=101)
