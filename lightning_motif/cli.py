@@ -37,10 +37,12 @@ from lightning_motif.data.prepare import PrepareConfig, prepare
 from lightning_motif import ablate as ablate_module
 from lightning_motif import evaluate as evaluate_module
 from lightning_motif import generate as generate_module
+from lightning_motif import grow as grow_module
 from lightning_motif import sft as sft_module
 from lightning_motif.ablation.config import AblationConfig
 from lightning_motif.evaluate import EvalConfig
 from lightning_motif.generate import GenerateConfig
+from lightning_motif.grow import GrowConfig
 from lightning_motif.sft import SFTChainConfig, StageFailed
 from lightning_motif.interop import convert as convert_module
 from lightning_motif.interop.convert import ConvertConfig, convert
@@ -159,6 +161,8 @@ PROJECT_COMMANDS = {
                                generate_module, GenerateConfig, generate_module.run, repeatable=("--prompt", "--stop")),
     "eval": ProjectCommand("Score a checkpoint: lm-evaluation-harness tasks and per-domain perplexity.",
                            evaluate_module, EvalConfig, evaluate_module.run, repeatable=("--tasks",)),
+    "grow": ProjectCommand("Grow a trained model into a larger one that computes the same function (width, depth).",
+                           grow_module, GrowConfig, grow_module.run),
     "sft": ProjectCommand("Run the three supervised fine-tuning stages, each from the previous stage's weights.",
                           sft_module, SFTChainConfig, sft_module.run),
     "ablate": ProjectCommand("Run an ablation grid (variants x learning rates x seeds) and report what it shows.",

@@ -35,6 +35,9 @@ class CurriculumDataModule(L.LightningDataModule):
         val_batch_size: Validation/test sequences per batch.
         num_workers: Loader processes (0: load in the training process).
         seed: Seed of the sample stream (domains drawn per sample, page order per epoch).
+        start_step: The optimizer step whose samples a new run starts from (a run resumed from a checkpoint
+            continues from its own): training from another run's weights alone (``motif grow``, then
+            ``init_weights_from``) reads the samples that run did not, with the same seed.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class CurriculumDataModule(L.LightningDataModule):
         val_batch_size: int = 8,
         num_workers: int = 0,
         seed: int = 42,
+        start_step: int = 0,
     ) -> None:
         super().__init__()
         self.data_dir = data_dir
@@ -59,8 +63,9 @@ class CurriculumDataModule(L.LightningDataModule):
         require(self.val_seq_len >= 1, self, "val_seq_len", "use a positive sequence length")
         require(val_batch_size >= 1, self, "val_batch_size", "use a positive batch size")
         require(num_workers >= 0, self, "num_workers", "use 0 (load in the main process) or more workers")
+        require(start_step >= 0, self, "start_step", "use 0 (the stream's beginning) or a later optimizer step")
         self._manifest: Manifest | None = None
-        self.next_step = 0
+        self.start_step = self.next_step = start_step
 
     @property
     def seq_len(self) -> int:
@@ -125,7 +130,8 @@ class CurriculumDataModule(L.LightningDataModule):
             verify_shards(self._domain_dir("val", domain))
 
     def _check_batches_split(self, world_size: int, max_steps: int) -> None:
-        for step, (seq_len, sequences, _, _) in enumerate(islice(self.schedule.layout(), max_steps)):
+        steps = islice(self.schedule.layout(), self.start_step, self.start_step + max_steps)
+        for step, (seq_len, sequences, _, _) in enumerate(steps, start=self.start_step):
             if sequences % world_size:
                 raise ConfigError("CurriculumSchedule", "batch_multiple", self.schedule.batch_multiple,
                                   f"step {step} has {sequences} sequences of {seq_len} tokens, which do not split "
@@ -192,6 +198,7 @@ class EmbeddedCorpusDataModule(CurriculumDataModule):
         val_batch_size: Validation/test sequences per batch.
         num_workers: Loader processes (0: load in the training process).
         seed: Seed of the sample stream (domains drawn per sample, page order per epoch).
+        start_step: The optimizer step whose samples a new run starts from (see CurriculumDataModule).
         tokenizer_vocab_size: Size of the byte-level BPE trained on the corpus (when ``tokenizer`` is unset).
         bytes_per_domain: Bytes of text collected for each of code, prose and math.
         cache_dir: Where the built corpus is kept (default: $MOTIF_CACHE or ~/.cache/lightning-motif).
@@ -207,6 +214,7 @@ class EmbeddedCorpusDataModule(CurriculumDataModule):
         val_batch_size: int = 16,
         num_workers: int = 0,
         seed: int = 42,
+        start_step: int = 0,
         tokenizer_vocab_size: int = 4096,
         bytes_per_domain: int = 3_000_000,
         cache_dir: str | None = None,
@@ -215,7 +223,7 @@ class EmbeddedCorpusDataModule(CurriculumDataModule):
         cache = Path(cache_dir or os.environ.get("MOTIF_CACHE") or Path.home() / ".cache" / "lightning-motif")
         self.tokenizer = tokenizer
         super().__init__(str(cache / f"embedded-corpus-{self._tokenizer_name(tokenizer_vocab_size)}-{bytes_per_domain}"),
-                         schedule, micro_batch_tokens, val_seq_len, val_batch_size, num_workers, seed)
+                         schedule, micro_batch_tokens, val_seq_len, val_batch_size, num_workers, seed, start_step)
         self.tokenizer_vocab_size = tokenizer_vocab_size
         self.bytes_per_domain = bytes_per_domain
         require(tokenizer_vocab_size >= 512, self, "tokenizer_vocab_size", "train the BPE tokenizer with at least 512 tokens")

@@ -73,7 +73,7 @@ def _staging(config: ConvertConfig) -> tuple[Path, Path]:
     return output, partial
 
 
-def _copy_tokenizer_files(folders: list[Path], target: Path) -> list[str]:
+def copy_tokenizer_files(folders: list[Path], target: Path) -> list[str]:
     copied = []
     for name in TOKENIZER_FILES:
         for folder in folders:
@@ -108,7 +108,7 @@ def _import(source: WeightSource, config: ConvertConfig) -> Path:
                   "pytorch-lightning_version": lightning.__version__, "motif_converted_from": str(config.source)}
     torch.save(checkpoint, partial / IMPORTED_CHECKPOINT)
     (partial / IMPORTED_CONFIG).write_text(model_config_yaml(source.config))
-    _copy_tokenizer_files([Path(config.source)], partial)
+    copy_tokenizer_files([Path(config.source)], partial)
     os.replace(partial, output)
     return output
 
@@ -157,6 +157,6 @@ def _export(source: WeightSource, config: ConvertConfig) -> Path:
         beside.insert(0, tokenizer if tokenizer.is_dir() else tokenizer.parent)
         if tokenizer.is_file():
             shutil.copyfile(tokenizer, partial / "tokenizer.json")
-    _copy_tokenizer_files(beside, partial)
+    copy_tokenizer_files(beside, partial)
     os.replace(partial, output)
     return output

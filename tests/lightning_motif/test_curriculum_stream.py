@@ -1,6 +1,7 @@
 """The curriculum stream on real shards: ranks split each step, workers and restarts change nothing."""
 
 import itertools
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -40,3 +41,15 @@ def test_steps_follow_the_schedule(embedded_datamodule):
         assert s["tokens"].shape == (info["global_sequences"], info["seq_len"] + 1)
         assert info["global_sequences"] % 2 == 0  # batch_multiple
         assert s["micro_batch_size"] == max(1, embedded_datamodule.micro_batch_tokens // info["seq_len"])
+
+
+def test_a_new_run_from_start_step_reads_the_stream_where_an_earlier_run_stopped(embedded_datamodule):
+    """Training a grown model from another run's weights (``start_step``) continues that run's sample stream."""
+    from lightning_motif.data.datamodule import EmbeddedCorpusDataModule
+
+    later = EmbeddedCorpusDataModule(embedded_datamodule.schedule, tokenizer_vocab_size=512, bytes_per_domain=200_000,
+                                     cache_dir=str(Path(embedded_datamodule.data_dir).parent), start_step=5)
+    assert later.data_dir == embedded_datamodule.data_dir
+    first = next(iter(later.train_dataloader()))
+    reference = stream(embedded_datamodule, steps=6)[5]
+    assert torch.equal(first["tokens"], reference["tokens"]) and first["curriculum"]["step"] == 5
