@@ -1,11 +1,13 @@
 """The ``motif`` command: LightningCLI (fit, validate, test) with the Motif model, data modules and dashboard
-callbacks, plus the project's own subcommands (``prepare``), all listed by ``motif --help``.
+callbacks, plus the project's own subcommands (prepare, convert, generate, eval, grow, sft, ablate), all listed by
+``motif --help``.
 
     motif fit --config experiments/quickstart.yaml
     motif fit --config experiments/quickstart.yaml --model.transformer.attention=components.attention.GroupedQueryAttentionConfig
     motif fit --config experiments/quickstart.yaml --print_config
     motif fit --config experiments/quickstart.yaml --ckpt_path last   (continue the newest run, in its own folder)
     motif prepare --config my-corpus.yaml       (tokenize raw corpora into shards; see lightning_motif.data.prepare)
+    motif grow --source small.ckpt --target experiments/presets/motif-2-12.7b.yaml --output grown
 
 A bad config stops before any compute with one line on stderr (``motif: error: <field>: <fix>``) and exit status 2;
 a run stopped by non-finite training (``model.on_nonfinite``), or a ``motif sft`` stage that failed, ends with
