@@ -3,12 +3,12 @@ from scratch on the same tokens in the same order, at several seeds.
 
     python -m lightning_motif.growth_study --config experiments/growth/study.yaml
 
-Per seed, four steps, each skipped when done (a step's folder holds run.json once it finished), so an interrupted
-study continues where it stopped:
+Per seed, four steps, each skipped when done (a step's folder holds run.json once it finished; an unfinished
+step's folder is cleared before it starts again), so an interrupted study continues where it stopped:
 
 1. ``scratch-seed<s>``: ``motif fit`` of ``target_model`` for ``total_steps``;
 2. ``source-seed<s>``: ``motif fit`` of ``source_model`` for ``source_steps``, with a checkpoint at its end;
-3. ``grown-seed<s>/weights``: ``motif grow`` of that checkpoint into ``target_model``;
+3. ``grow-seed<s>``: ``motif grow`` of that checkpoint into ``target_model`` (in its ``weights`` folder);
 4. ``grown-seed<s>``: ``motif fit`` of ``target_model`` from the grown weights for ``total_steps - source_steps``,
    reading the sample stream from step ``source_steps`` on (``data.init_args.start_step``), so that both arms see
    the same tokens in the same order.
@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -91,7 +92,8 @@ class Study:
         folder = self.output / name
         if read_run(folder) is not None and json.loads((folder / RUN_RECORD).read_text())["exit_code"] == 0:
             return
-        folder.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)  # an interrupted step starts again from scratch
+        folder.mkdir(parents=True)
         began = time.monotonic()
         with open(folder / "motif.log", "w") as log:
             code = subprocess.run(motif_command() + args, stdout=log, stderr=subprocess.STDOUT,
@@ -115,7 +117,7 @@ class Study:
     def arguments(self, seed: int, arm: str) -> tuple[str, list[str]]:
         """(folder name, motif arguments) of one step of the study."""
         c, grown = self.config, f"grown-seed{seed}"
-        source, weights = f"source-seed{seed}", self.output / grown / "weights"
+        source, weights = f"source-seed{seed}", self.output / f"grow-seed{seed}" / "weights"
         if arm == "scratch":
             return f"scratch-seed{seed}", self.fit_args(f"scratch-seed{seed}", c.target_model, c.total_steps, seed)
         if arm == "source":
@@ -131,7 +133,7 @@ class Study:
                     "--growth.noise", repr(c.growth.noise), "--growth.seed", str(c.growth.seed)]
             if c.growth.insert_after is not None:
                 args += ["--growth.insert_after", json.dumps(c.growth.insert_after)]
-            return f"{grown}/grow", args
+            return f"grow-seed{seed}", args
         return grown, self.fit_args(grown, str(weights / "model.yaml"), c.total_steps - c.source_steps, seed,
                                     "--model.init_weights_from", str(weights / "model.ckpt"),
                                     "--data.init_args.start_step", str(c.source_steps))

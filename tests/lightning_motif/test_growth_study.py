@@ -68,7 +68,7 @@ def test_the_grown_run_continues_the_stream_from_the_source_weights(tmp_path):
     name, args = Study(config).arguments(0, "grown")
     assert name == "grown-seed0" and args[args.index("--trainer.max_steps") + 1] == "10"
     assert args[args.index("--data.init_args.start_step") + 1] == "10"
-    assert args[args.index("--model.init_weights_from") + 1].endswith("grown-seed0/weights/model.ckpt")
+    assert args[args.index("--model.init_weights_from") + 1].endswith("grow-seed0/weights/model.ckpt")
 
 
 @pytest.mark.parametrize("overrides,field", [({"source_steps": 20}, "source_steps"),
