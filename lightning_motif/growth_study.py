@@ -35,6 +35,7 @@ import yaml
 from components.config_error import ConfigError
 from components.growth import GrowthConfig
 from lightning_motif.ablation.logs import RUN_RECORD, RunLog, read_run
+from lightning_motif.ablation.report import save_loss_figure
 from lightning_motif.ablation.results import Spread
 from lightning_motif.ablation.runner import motif_command
 
@@ -225,13 +226,7 @@ def plot(config: GrowthStudyConfig, report_dir: Path) -> None:
                      "grown": "grown target"}[arm] if seed == config.seeds[0] else None
             for axes, x in ((by_tokens, arms[arm].tokens / 1e6), (by_flops, arms[arm].flops / 1e15)):
                 axes.plot(x, arms[arm].loss, color=colors[arm], alpha=0.8, marker=".", label=label)
-    by_tokens.set(xlabel="training tokens (millions)", ylabel="validation loss",
-                  title="Validation loss vs tokens (one line per seed)")
-    by_flops.set(xlabel="training compute (PFLOP, model FLOPs)", title="Validation loss vs compute")
-    by_tokens.legend()
-    figure.tight_layout()
-    figure.savefig(report_dir / "loss_vs_tokens.png", dpi=120)
-    plt.close(figure)
+    save_loss_figure(figure, by_tokens, by_flops, "one line per seed", report_dir / "loss_vs_tokens.png")
 
 
 def markdown(config: GrowthStudyConfig, numbers: dict) -> str:

@@ -110,6 +110,19 @@ def markdown(results: GridResults) -> str:
     return "\n".join(lines)
 
 
+def save_loss_figure(figure, by_tokens, by_flops, spread: str, path: Path) -> None:
+    """Label the validation-loss-vs-tokens and vs-compute panels of ``figure`` and write it to ``path``."""
+    import matplotlib.pyplot as plt
+
+    by_tokens.set(xlabel="training tokens (millions)", ylabel="validation loss",
+                  title=f"Validation loss vs tokens ({spread})")
+    by_flops.set(xlabel="training compute (PFLOP, model FLOPs)", title="Validation loss vs compute")
+    by_tokens.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 def plot(results: GridResults, report_dir: Path) -> None:
     import matplotlib
 
@@ -130,13 +143,7 @@ def plot(results: GridResults, report_dir: Path) -> None:
         for axes, x in ((by_tokens, tokens / 1e6), (by_flops, flops / 1e15)):
             line, = axes.plot(x, stacked.mean(0), marker=".", label=f"{name} ({len(curves)} seeds)")
             axes.fill_between(x, stacked.min(0), stacked.max(0), color=line.get_color(), alpha=0.2)
-    by_tokens.set(xlabel="training tokens (millions)", ylabel="validation loss",
-                  title="Validation loss vs tokens (band: min-max over seeds)")
-    by_flops.set(xlabel="training compute (PFLOP, model FLOPs)", title="Validation loss vs compute")
-    by_tokens.legend()
-    figure.tight_layout()
-    figure.savefig(report_dir / "loss_vs_tokens.png", dpi=120)
-    plt.close(figure)
+    save_loss_figure(figure, by_tokens, by_flops, "band: min-max over seeds", report_dir / "loss_vs_tokens.png")
 
     figure, axes = plt.subplots(figsize=(8, 4))
     spreads = [results.final_loss(name) for name in variants]
