@@ -141,12 +141,15 @@ def run(config: GrowConfig) -> Path:
     if config.verbose:
         print(f"[grow] {_attention_summary(source.config)} x {source.config.num_layers} layers -> "
               f"{_attention_summary(target)} x {target.num_layers} layers", flush=True)
-    grown = grow(state, source.config, target, config.growth)
+    with tqdm(total=source.config.num_layers, desc="[grow] growing", unit="layer", disable=not config.verbose) as bar:
+        grown = grow(state, source.config, target, config.growth, on_layer=bar.update)
     record = growth_record(config, source.config, target, plan)
     if model_size(target, 1).parameters <= config.verify_max_parameters:
         record["verified"] = _logit_difference(state, grown, source.config, target)
     else:
         record["verified"] = f"skipped: more than verify_max_parameters = {config.verify_max_parameters}"
+    if config.verbose:
+        print(f"[grow] writing {output}", flush=True)
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run
     partial.mkdir(parents=True)

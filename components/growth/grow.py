@@ -8,6 +8,7 @@ is ours and configurable.
 ``grow`` maps a state dict (Hugging Face names) of the source to one of the target.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -77,12 +78,13 @@ def check_growth(source: ModelConfig, target: ModelConfig, config: GrowthConfig)
     return GrowthPlan(heads=heads, layers=layers, width=width, ffn=ffn)
 
 
-def grow(state: dict[str, torch.Tensor], source: ModelConfig, target: ModelConfig,
-         config: GrowthConfig) -> dict[str, torch.Tensor]:
-    """The target's state dict (Hugging Face names) from the source's: width, then depth."""
+def grow(state: dict[str, torch.Tensor], source: ModelConfig, target: ModelConfig, config: GrowthConfig,
+         on_layer: Callable[[], None] | None = None) -> dict[str, torch.Tensor]:
+    """The target's state dict (Hugging Face names) from the source's: width, then depth; ``on_layer`` is called
+    after each source layer is widened (progress)."""
     plan = check_growth(source, target, config)
     generator = torch.Generator().manual_seed(config.seed)
-    wide = grow_width(state, source, target, plan.heads, config.noise, generator)
+    wide = grow_width(state, source, target, plan.heads, config.noise, generator, on_layer)
 
     def schedule(attention):
         return attention.lambda_init_schedule if isinstance(attention, DifferentialConfig) else None

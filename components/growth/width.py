@@ -14,10 +14,13 @@ output is unchanged while the copies' weights differ, so they learn apart. Embed
 outputs, not sums over copies).
 """
 
+from collections.abc import Callable
+
 import torch
 
 from components.growth.heads import HeadMap, rows_of
 from components.model import ModelConfig
+from kernels.precision import compute_dtype
 
 COPIED = ("self_attn.lambda_q1", "self_attn.lambda_k1", "self_attn.lambda_q2", "self_attn.lambda_k2",
           "self_attn.subln.weight", "mlp.act_fn.weight", "mlp.act_fn.bias")
@@ -41,16 +44,19 @@ def cloned_linear(weight: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, 
     grown = take(take(weight, 0, rows), 1, cols) / take(copies, 0, cols)
     if noise == 0 or weight.is_meta:
         return grown
-    scale = noise * weight.double().std().item()
-    draw = torch.randn(grown.shape, generator=generator, dtype=torch.float64) * scale
-    sums = torch.zeros(grown.shape[0], weight.shape[1], dtype=torch.float64).index_add_(1, cols, draw)
-    draw -= (sums / copies.double().cpu())[:, cols]
+    dtype = compute_dtype(weight)  # fp32, or fp64 for fp64 weights: the copies' noise then cancels to fp64 rounding
+    scale = noise * weight.to(dtype).std().item()
+    draw = torch.randn(grown.shape, generator=generator, dtype=dtype) * scale
+    sums = torch.zeros(grown.shape[0], weight.shape[1], dtype=dtype).index_add_(1, cols, draw)
+    draw -= (sums / copies.to(dtype).cpu())[:, cols]
     return grown + draw.to(grown.device, grown.dtype)
 
 
 def grow_width(state: dict[str, torch.Tensor], source: ModelConfig, target: ModelConfig, heads: HeadMap,
-               noise: float = 0.0, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """The source's tensors (Hugging Face names) at the target's widths, for the source's number of layers."""
+               noise: float = 0.0, generator: torch.Generator | None = None,
+               on_layer: Callable[[], None] | None = None) -> dict[str, torch.Tensor]:
+    """The source's tensors (Hugging Face names) at the target's widths, for the source's number of layers;
+    ``on_layer`` is called after each layer (progress)."""
     hidden = tiled(target.hidden_size, source.hidden_size)
     ffn = tiled(target.mlp.intermediate_size, source.mlp.intermediate_size)
     copies = target.hidden_size // source.hidden_size
@@ -82,6 +88,8 @@ def grow_width(state: dict[str, torch.Tensor], source: ModelConfig, target: Mode
                 grown[name] = state[name].clone()
             else:
                 raise ValueError(f"{name}: no width-growth rule for this tensor")
+        if on_layer is not None:
+            on_layer()
     final_norm = take(state["model.norm.weight"], 0, hidden)
     if target.tie_word_embeddings:
         grown["model.norm.weight"] = final_norm / copies
