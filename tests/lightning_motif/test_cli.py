@@ -107,7 +107,8 @@ def test_fit_with_muonclip_logs_logits_and_trains(tmp_path, corpus_cache):
 def test_help_lists_the_subcommands_that_work_with_documented_fields(tmp_path):
     result = run_motif(["--help"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "{fit,validate,test,prepare,convert,generate,eval,sft,ablate}" in result.stdout and "predict" not in result.stdout
+    assert "{fit,validate,test,prepare,convert,generate,eval,grow,sft,ablate}" in result.stdout
+    assert "predict" not in result.stdout
     assert "args parameter is intended" not in result.stderr  # LightningCLI's warning when given args twice
     fit_help = run_motif_in_process(["fit", "--help"], tmp_path).stdout
     assert "--model.transformer.norm_kernel {auto,triton,reference}" in fit_help  # choices of Literal fields
@@ -118,6 +119,8 @@ def test_help_lists_the_subcommands_that_work_with_documented_fields(tmp_path):
     assert "Share of each domain's documents held out for validation" in " ".join(prepare_help.split())
     named_files = re.findall(r"experiments/[\w/.-]+\.yaml", re.sub(r"-\n\s*", "-", prepare_help))
     assert named_files and all((REPO / name).is_file() for name in named_files), named_files
+    grow_help = " ".join(run_motif_in_process(["grow", "--help"], tmp_path).stdout.split())
+    assert "--growth.noise" in grow_help and "Symmetry-breaking noise on the cloned matrices" in grow_help
 
 
 def test_ablation_files_change_only_the_swapped_component(tmp_path):
