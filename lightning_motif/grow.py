@@ -3,7 +3,8 @@
 with GDA introduced at that step, and in depth by LLaMA-Pro block expansion, arXiv 2401.02415).
 
     motif grow --source runs/small/checkpoints/last.ckpt --target experiments/presets/motif-2-12.7b.yaml --output grown
-    motif grow --source <Hugging Face folder> --target big.yaml --output grown --growth.noise 0.01 --growth.insert_after '[3, 7]'
+    motif grow --source <Hugging Face folder> --target big.yaml --output grown --growth.noise 0.01 \
+        --growth.insert_after '[3, 7]'
 
 ``source``: a checkpoint of ``motif fit`` (file or distributed-checkpoint folder) or of ``motif convert import``, or a
 Hugging Face folder. ``target``: a model config YAML (a preset, or the ``model.yaml`` of an imported checkpoint).

@@ -40,7 +40,8 @@ def fp64():
 
 
 def diff(heads: int = 2, kv: int | None = None, **extra) -> DifferentialAttentionConfig:
-    return DifferentialAttentionConfig(num_heads=heads, num_kv_heads=kv or heads, head_dim=4, kernel="reference", **extra)
+    return DifferentialAttentionConfig(num_heads=heads, num_kv_heads=kv or heads, head_dim=4, kernel="reference",
+                                       **extra)
 
 
 def gda(groups: int = 2, ratio: int = 4) -> GroupedDifferentialAttentionConfig:
@@ -52,8 +53,10 @@ def gqa(heads: int, kv: int) -> GroupedQueryAttentionConfig:
     return GroupedQueryAttentionConfig(num_heads=heads, num_kv_heads=kv, head_dim=4, kernel="reference")
 
 
-def model_config(hidden: int, layers: int, attention, ffn: int, tied: bool = False, swiglu: bool = False) -> ModelConfig:
-    mlp = SwiGLUConfig(intermediate_size=ffn) if swiglu else PolyNormMLPConfig(intermediate_size=ffn, kernel="reference")
+def model_config(hidden: int, layers: int, attention, ffn: int, tied: bool = False,
+                 swiglu: bool = False) -> ModelConfig:
+    mlp = SwiGLUConfig(intermediate_size=ffn) if swiglu else \
+        PolyNormMLPConfig(intermediate_size=ffn, kernel="reference")
     return ModelConfig(vocab_size=VOCAB, hidden_size=hidden, num_layers=layers, attention=attention, mlp=mlp,
                        max_position_embeddings=64, tie_word_embeddings=tied, norm_kernel="reference",
                        loss_kernel="reference")

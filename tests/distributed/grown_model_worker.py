@@ -38,7 +38,8 @@ def config(hidden: int, layers: int, attention, ffn: int, tied: bool) -> ModelCo
                        tie_word_embeddings=tied, norm_kernel="reference", loss_kernel="reference")
 
 
-SOURCE = config(16, 2, DifferentialAttentionConfig(num_heads=2, num_kv_heads=2, head_dim=4, kernel="reference"), 24, True)
+SOURCE = config(16, 2, DifferentialAttentionConfig(num_heads=2, num_kv_heads=2, head_dim=4, kernel="reference"), 24,
+                True)
 TARGET = config(32, 3, GroupedDifferentialAttentionConfig(num_noise_heads=2, signal_noise_ratio=4, head_dim=4,
                                                           kernel="reference"), 48, False)
 

@@ -10,7 +10,7 @@ from components.attention import GroupedDifferentialAttentionConfig
 from hf_synthetic import released_config, released_tensors, write_released_folder, write_released_tokenizer
 from lightning_motif.interop.hf_config import model_config_yaml
 from lightning_motif.interop.weights import open_weights
-from motif_cli import run_motif, run_motif_in_process, tiny_run_args
+from motif_cli import run_motif_in_process, tiny_run_args
 
 VAL_LOSS = re.compile(r"val/loss\s+([0-9.]+)")
 
@@ -39,7 +39,8 @@ def test_a_grown_checkpoint_validates_to_its_sources_loss(tiny_checkpoint, corpu
     for name, args in (("source", ["--ckpt_path", str(checkpoint)]),
                        ("grown", ["--model.transformer", str(grown / "model.yaml"), "--ckpt_path",
                                   str(grown / "model.ckpt")])):
-        result = run_motif(["validate", *tiny_run_args(tmp_path / name, corpus_cache, 4), *args], cwd=tmp_path)
+        result = run_motif_in_process(["validate", *tiny_run_args(tmp_path / name, corpus_cache, 4), *args],
+                                      cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
         losses[name] = float(VAL_LOSS.search(result.stdout).group(1))
     assert abs(losses["grown"] - losses["source"]) < 1e-4 * losses["source"], losses  # same function, fp32
