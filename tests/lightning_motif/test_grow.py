@@ -81,3 +81,13 @@ def test_an_imported_2_6b_style_folder_grows_into_a_gda_model(tmp_path):
     assert record["lambda_init_compensated"] == [{"layer": 2, "source_layer": 1, "lambda_init": [0.2, 0.355509]}]
     assert (tmp_path / "grown" / "tokenizer.json").is_file()
     assert open_weights(tmp_path / "grown" / "model.ckpt").config == target
+
+
+def test_a_sharded_fsdp2_checkpoint_grows_like_a_checkpoint_file(tiny_sharded_checkpoint, tmp_path):
+    folder, _ = tiny_sharded_checkpoint  # a distributed-checkpoint folder, read tensor by tensor
+    (tmp_path / "target.yaml").write_text(model_config_yaml(grown_target(open_weights(folder).config)))
+    result = run_motif_in_process(["grow", "--source", str(folder), "--target", str(tmp_path / "target.yaml"),
+                                   "--output", str(tmp_path / "grown")], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = yaml.safe_load((tmp_path / "grown" / "growth.yaml").read_text())
+    assert record["verified"]["max_abs_logit_difference"] < 1e-4 * max(1.0, record["verified"]["max_abs_logit"])
