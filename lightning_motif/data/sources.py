@@ -115,10 +115,9 @@ def read_documents(item: WorkItem, text_field: str, skipped: Counter) -> Iterato
             yield 0, text
         else:
             skipped["empty"] += 1
-    elif item.kind == "jsonl":
-        yield from _read_jsonl(item, text_field, skipped)
     else:
-        yield from _read_parquet(item, text_field, skipped)
+        fields = _jsonl_fields if item.kind == "jsonl" else _parquet_fields
+        yield from _texts(fields(item, text_field, skipped), skipped)
 
 
 def _jsonl_fields(item: WorkItem, field: str, skipped: Counter) -> Iterator[tuple[int, object]]:
@@ -145,16 +144,6 @@ def _jsonl_fields(item: WorkItem, field: str, skipped: Counter) -> Iterator[tupl
             yield position, record.get(field) if isinstance(record, dict) else None
 
 
-def _read_jsonl(item: WorkItem, text_field: str, skipped: Counter) -> Iterator[tuple[int, str]]:
-    for position, text in _jsonl_fields(item, text_field, skipped):
-        if not isinstance(text, str):
-            skipped["missing_field"] += 1
-        elif not text.strip():
-            skipped["empty"] += 1
-        else:
-            yield position, text
-
-
 def read_conversations(item: WorkItem, messages_field: str, skipped: Counter) -> Iterator[tuple[int, list[dict]]]:
     """Yield (position, messages) for each valid chat record of a .jsonl or .parquet ``item``; count the others in
     ``skipped`` (``invalid_utf8``, ``invalid_json``, and the reasons of ``chat.valid_messages``)."""
@@ -177,8 +166,10 @@ def _parquet_fields(item: WorkItem, field: str, skipped: Counter) -> Iterator[tu
         yield item.start * (1 << 32) + row, value
 
 
-def _read_parquet(item: WorkItem, text_field: str, skipped: Counter) -> Iterator[tuple[int, str]]:
-    for position, text in _parquet_fields(item, text_field, skipped):
+def _texts(fields: Iterator[tuple[int, object]], skipped: Counter) -> Iterator[tuple[int, str]]:
+    """The non-empty text values of a record reader's (position, value) pairs; a bytes value (a parquet binary
+    column) is decoded as UTF-8. Counts ``invalid_utf8``, ``missing_field`` and ``empty`` in ``skipped``."""
+    for position, text in fields:
         if isinstance(text, bytes):
             try:
                 text = text.decode("utf-8")
