@@ -9,7 +9,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from components.config_error import ConfigError
 from lightning_motif.ablation.logs import RUN_RECORD
-from lightning_motif.growth_study import GrowthStudyConfig, Study, summary
+from lightning_motif.growth_study import GrowthStudyConfig, Study, study_curves, summary
 from motif_cli import REPO
 
 STEP_TOKENS, SOURCE_FLOPS, TARGET_FLOPS = 1000, 100.0, 400.0
@@ -43,7 +43,7 @@ def test_the_report_counts_each_phases_flops_and_reads_the_compute_to_match(tmp_
     write_run(runs / "scratch-seed0", TARGET_FLOPS, {5: 4.0, 10: 3.0, 15: 2.6, 20: 2.4})
     write_run(runs / "source-seed0", SOURCE_FLOPS, {5: 4.5, 10: 3.8})
     write_run(runs / "grown-seed0", TARGET_FLOPS, {5: 3.0, 10: 2.8}, first_step=10)
-    numbers = summary(config)["seeds"][0]
+    numbers = summary(study_curves(config))["seeds"][0]
     source_flops = 10 * STEP_TOKENS * SOURCE_FLOPS
     assert numbers["growth_flops"] == pytest.approx(source_flops + 10 * STEP_TOKENS * TARGET_FLOPS)
     assert numbers["scratch_flops"] == pytest.approx(20 * STEP_TOKENS * TARGET_FLOPS)
@@ -60,7 +60,7 @@ def test_a_growth_loss_the_scratch_arm_never_reaches_needs_infinite_compute(tmp_
     write_run(runs / "scratch-seed0", TARGET_FLOPS, {10: 3.0, 20: 2.9})
     write_run(runs / "source-seed0", SOURCE_FLOPS, {10: 3.8})
     write_run(runs / "grown-seed0", TARGET_FLOPS, {10: 2.5}, first_step=10)
-    assert math.isinf(summary(config)["seeds"][0]["scratch_flops_to_growth_final_loss"])
+    assert math.isinf(summary(study_curves(config))["seeds"][0]["scratch_flops_to_growth_final_loss"])
 
 
 def test_the_grown_run_continues_the_stream_from_the_source_weights(tmp_path):
