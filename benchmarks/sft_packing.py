@@ -37,7 +37,8 @@ from components.attention.base import attention_within_samples, causal_attention
 from components.documents import PackedDocuments
 from components.model import MotifForCausalLM
 from kernels.linear_cross_entropy import IGNORE_INDEX
-from lightning_motif.data.packing import pack_lengths
+from lightning_motif.data.chat import ChatSample
+from lightning_motif.data.packing import build_row, pack_lengths
 from lightning_motif.parallelism import ParallelismConfig, apply_parallelism
 
 LAYOUTS = {  # name: [(query heads, key/value heads, value width), ...] per SDPA call, head_dim 128
@@ -137,20 +138,15 @@ def batches(rows: list[list[int]], seq: int, how: str) -> list[dict]:
     """Micro-batches of random tokens for the samples of ``rows``, batched ``how``."""
     generator = torch.Generator().manual_seed(0)
     samples = [torch.randint(0, VOCAB, (n,), generator=generator) for row in rows for n in row]
-    if how.startswith("packed"):
+    if how.startswith("packed"):  # rows built as the SFT stream builds them, every token trained
         out, start = [], 0
         for row in rows:
-            chunk = samples[start:start + len(row)]
+            chunk = [ChatSample(s.numpy(), np.ones(len(s), dtype=bool)) for s in samples[start:start + len(row)]]
             start += len(row)
-            tokens = torch.zeros(seq + 1, dtype=torch.long)
-            targets = torch.full((seq,), IGNORE_INDEX)
-            at = 0
-            for sample in chunk:
-                tokens[at:at + len(sample)] = sample
-                targets[at:at + len(sample) - 1] = sample[1:]
-                at += len(sample) - 1
-            documents = row_documents(row, seq) if how == "packed" else None
-            out.append({"tokens": tokens[None, :seq].cuda(), "targets": targets[None].cuda(), "documents": documents})
+            packed = build_row(chunk, seq, pad_id=0)
+            documents = packed.documents[None].cuda() if how == "packed" else None
+            out.append({"tokens": packed.tokens[None].cuda(), "targets": packed.targets[None].cuda(),
+                        "documents": documents})
         return out
     groups, group = [], []
     for sample in samples:
