@@ -75,7 +75,7 @@ def grow_depth(state: dict[str, torch.Tensor], plan: list[tuple[int, bool]], sou
     grown = {n: t for n, t in state.items() if not n.startswith("model.layers.")}
     for target, (source, inserted) in enumerate(plan):
         prefix = f"model.layers.{source}."
-        layer = {n[len(prefix):]: t.clone() for n, t in state.items() if n.startswith(prefix)}
+        layer = {n[len(prefix):]: t for n, t in state.items() if n.startswith(prefix)}  # replaced, never mutated
         for part in ZEROED if inserted else ():
             layer[part] = torch.zeros_like(layer[part])
         if source_schedule is not None:

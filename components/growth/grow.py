@@ -16,7 +16,7 @@ import torch
 from components.attention.differential_base import DifferentialConfig
 from components.config_error import ConfigError, require
 from components.growth.depth import grow_depth, layer_plan
-from components.growth.heads import HeadMap, head_map
+from components.growth.heads import HeadMap, head_map, whole_multiple
 from components.growth.width import grow_width
 from components.model import ModelConfig
 
@@ -52,13 +52,6 @@ class GrowthPlan:
     ffn: int
 
 
-def _multiple(target: int, source: int, field: str) -> int:
-    if target < source or target % source:
-        raise ConfigError("GrowthConfig", "target", f"{field} {source} -> {target}",
-                          "HyperCloning copies units whole: the target needs a whole multiple of the source's")
-    return target // source
-
-
 def check_growth(source: ModelConfig, target: ModelConfig, config: GrowthConfig) -> GrowthPlan:
     """The plan, or a ConfigError (one line naming what cannot grow) when ``target`` is out of reach."""
     for field in SAME:
@@ -71,8 +64,8 @@ def check_growth(source: ModelConfig, target: ModelConfig, config: GrowthConfig)
     if target.tie_word_embeddings and not source.tie_word_embeddings:
         raise ConfigError("GrowthConfig", "target", "tie_word_embeddings false -> true",
                           "an untied source's lm_head cannot become its embedding: grow to an untied target")
-    width = _multiple(target.hidden_size, source.hidden_size, "hidden_size")
-    ffn = _multiple(target.mlp.intermediate_size, source.mlp.intermediate_size, "mlp.intermediate_size")
+    width = whole_multiple(target.hidden_size, source.hidden_size, "hidden_size")
+    ffn = whole_multiple(target.mlp.intermediate_size, source.mlp.intermediate_size, "mlp.intermediate_size")
     heads = head_map(source.attention, target.attention)
     layers = layer_plan(source.num_layers, target.num_layers, config.insert_after)
     return GrowthPlan(heads=heads, layers=layers, width=width, ffn=ffn)

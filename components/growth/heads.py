@@ -60,23 +60,25 @@ def _refuse(source: AttentionConfig, target: AttentionConfig, why: str) -> Confi
     return ConfigError("GrowthConfig", "target", f"{type(source).__name__} -> {type(target).__name__}", why)
 
 
-def _multiple(target: int, source: int, what: str, src: AttentionConfig, tgt: AttentionConfig) -> int:
+def whole_multiple(target: int, source: int, what: str) -> int:
+    """How many copies of each of the source's ``what`` the target holds; ConfigError unless a whole number."""
     if target < source or target % source:
-        raise _refuse(src, tgt, f"{what} {source} -> {target}: the target needs a whole multiple of the source's")
+        raise ConfigError("GrowthConfig", "target", f"{what} {source} -> {target}",
+                          "HyperCloning copies units whole: the target needs a whole multiple of the source's")
     return target // source
 
 
-def _grouped_map(source: tuple[int, int], target: tuple[int, int], src, tgt) -> HeadMap:
+def _grouped_map(source: tuple[int, int], target: tuple[int, int], head_dim: int) -> HeadMap:
     (g_s, r_s), (g_t, r_t) = source, target
-    m = _multiple(g_t, g_s, "groups (noise heads)", src, tgt)
-    c = _multiple(r_t, r_s, "signal heads per group", src, tgt)
+    m = whole_multiple(g_t, g_s, "groups (noise heads)")
+    c = whole_multiple(r_t, r_s, "signal heads per group")
     q, o = [], []
     for g in range(g_t):
         sg = g // m
         q += [sg * (r_s + 1) + j // c for j in range(r_t)] + [sg * (r_s + 1) + r_s]
         o += [sg * r_s + j // c for j in range(r_t)]
     pairs = [2 * (g // m) + branch for g in range(g_t) for branch in (0, 1)]
-    return HeadMap(q=q, k=pairs, v=pairs, o=o, o_width=2 * tgt.head_dim)
+    return HeadMap(q=q, k=pairs, v=pairs, o=o, o_width=2 * head_dim)
 
 
 def _repeated_map(heads: int, kv_heads: int, m: int, slots_per_head: int, value_slots: int, o_width: int) -> HeadMap:
@@ -102,8 +104,8 @@ def head_map(source: AttentionConfig, target: AttentionConfig) -> HeadMap:
         raise _refuse(source, target, f"subln_eps {source.subln_eps} -> {target.subln_eps}: the sub-norm's eps "
                                       "must stay the same")
     if grouped:
-        return _grouped_map(_grouped(source), _grouped(target), source, target)
-    m = _multiple(target.num_heads, source.num_heads, "heads", source, target)
+        return _grouped_map(_grouped(source), _grouped(target), d)
+    m = whole_multiple(target.num_heads, source.num_heads, "heads")
     if target.num_kv_heads != m * source.num_kv_heads:
         raise _refuse(source, target, f"num_kv_heads {source.num_kv_heads} -> {target.num_kv_heads}: key/value heads "
                                       f"grow with the heads (x{m}: {m * source.num_kv_heads})")
