@@ -259,7 +259,7 @@ def check_yaml_files(args: list[str]) -> None:
             raise ConfigError("config", "file", str(path), f"{where}: {problem}{hint}") from None
 
 
-def _config_error_within(error: BaseException) -> str | None:
+def config_error_within(error: BaseException) -> str | None:
     """The message of a ConfigError that ``error`` was raised from or, for jsonargparse's union report, quotes."""
     seen = error
     while seen is not None:
@@ -303,7 +303,7 @@ def main(args: list[str] | None = None) -> None:
             args=args,  # None: LightningCLI reads sys.argv itself (and warns only when both are given)
         )
     except ValueError as error:  # a ConfigError, or jsonargparse's report of one raised while it instantiated
-        reason = _config_error_within(error)
+        reason = config_error_within(error)
         if reason is None:
             raise
         _error("error", reason)

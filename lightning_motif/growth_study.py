@@ -20,6 +20,7 @@ scratch arm needed to reach the grown arm's final loss.
 """
 
 import argparse
+from argparse import ArgumentError
 import json
 import math
 import os
@@ -37,6 +38,7 @@ from lightning_motif.ablation.logs import RUN_RECORD, RunLog, read_run
 from lightning_motif.ablation.report import save_loss_figure
 from lightning_motif.ablation.results import Spread
 from lightning_motif.ablation.runner import motif_command
+from lightning_motif.cli import config_error_within
 from lightning_motif.presets import parse_config
 
 
@@ -266,14 +268,21 @@ def load_config(path: str) -> GrowthStudyConfig:
     return parse_config(GrowthStudyConfig, Path(path).read_text())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The command line (``argv``: its arguments, default sys.argv); a bad config ends with one line, status 2."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="the study's YAML (GrowthStudyConfig's fields)")
     parser.add_argument("--seeds", type=int, nargs="+", help="run these of the config's seeds only (e.g. one "
                         "process per seed on a large GPU); the report takes every seed that has finished")
     parser.add_argument("--report_only", action="store_true", help="write the report from the finished runs")
-    args = parser.parse_args()
-    config = load_config(args.config)
+    args = parser.parse_args(argv)
+    if not Path(args.config).is_file():
+        parser.exit(2, f"growth_study: error: --config {args.config}: no such file\n")
+    try:
+        config = load_config(args.config)
+    except (ValueError, ArgumentError) as error:  # a ConfigError, or the YAML parser's report of a field
+        reason = config_error_within(error) or str(error).splitlines()[0]
+        parser.exit(2, f"growth_study: error: {reason}\n")
     if args.seeds:
         unknown = sorted(set(args.seeds) - set(config.seeds))
         if unknown:

@@ -5,11 +5,12 @@ import json
 import math
 
 import pytest
+import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from components.config_error import ConfigError
 from lightning_motif.ablation.logs import RUN_RECORD
-from lightning_motif.growth_study import GrowthStudyConfig, Study, study_curves, summary
+from lightning_motif.growth_study import GrowthStudyConfig, Study, main, study_curves, summary
 from motif_cli import REPO
 
 STEP_TOKENS, SOURCE_FLOPS, TARGET_FLOPS = 1000, 100.0, 400.0
@@ -76,3 +77,19 @@ def test_the_grown_run_continues_the_stream_from_the_source_weights(tmp_path):
 def test_a_bad_study_config_names_the_field(tmp_path, overrides, field):
     with pytest.raises(ConfigError, match=f"^GrowthStudyConfig.{field} = "):
         study_config(tmp_path, **overrides)
+
+
+@pytest.mark.parametrize("change,says", [
+    ({"source_steps": 300}, "GrowthStudyConfig.source_steps = 300: train the source for part of the run"),
+    ({"colour": "red"}, "does not accept option 'colour'"),
+])
+def test_the_command_refuses_a_bad_study_in_one_line(tmp_path, capsys, change, says):
+    study = yaml.safe_load((REPO / "experiments" / "growth" / "study.yaml").read_text())
+    study.update(change, base_configs=[str(REPO / p) for p in study["base_configs"]],
+                 source_model=str(REPO / study["source_model"]), target_model=str(REPO / study["target_model"]))
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    with pytest.raises(SystemExit) as stopped:
+        main(["--config", str(tmp_path / "study.yaml")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(lines) == 1 and lines[0].startswith("growth_study: error: ")
+    assert says in lines[0]
